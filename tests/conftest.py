@@ -1,0 +1,85 @@
+"""Shared fixtures: an isolated cache per test, real MNIST, and tiny MNIST written as real IDX."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from seqbuilder.mnist import FILES
+
+# numpy dtype -> IDX type code; the inverse of seqbuilder.idx.DTYPES, kept independent of it so
+# the fixtures check the parser rather than mirror it.
+_IDX_CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
+
+TINY_COUNTS = {"train": 30, "test": 10}
+# Every tiny image has ink exactly in rows 3..24 and columns 4..23 (end exclusive: 25, 24).
+TINY_BOX = (4, 3, 24, 25)
+
+
+def idx_bytes(array: npt.NDArray[np.generic]) -> bytes:
+    """Return ``array`` as the bytes of an IDX file (magic number, big-endian dims, payload)."""
+    code = _IDX_CODES[array.dtype.str[1:]]
+    header = struct.pack(">I", code << 8 | array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write_idx(path: Path, array: npt.NDArray[np.generic]) -> Path:
+    """Write ``array`` as an IDX file at ``path``, gzip-compressed when it ends in ``.gz``."""
+    data = idx_bytes(array)
+    path.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+    return path
+
+
+def tiny_split(source: str) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """Return the tiny ``(images, labels)``: image i is filled with i+1 (train) or i+101 (test)."""
+    count = TINY_COUNTS[source]
+    first = 1 if source == "train" else 101
+    images = np.zeros((count, 28, 28), dtype=np.uint8)
+    x0, y0, x1, y1 = TINY_BOX
+    images[:, y0:y1, x0:x1] = (first + np.arange(count, dtype=np.uint8))[:, None, None]
+    labels = (np.arange(count) % 10).astype(np.uint8)
+    return images, labels
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each test gets its own empty cache and no mirrors, so nothing reaches the internet.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("SEQBUILDER_MNIST_MIRRORS", "")
+
+
+@pytest.fixture(scope="session")
+def real_mnist_dir() -> Path:
+    """The real MNIST folder from ``$SEQBUILDER_DATA``; fails (never skips) when absent."""
+    value = os.environ.get("SEQBUILDER_DATA")
+    if not value:
+        pytest.fail(
+            "SEQBUILDER_DATA is not set: point it at a folder holding MNIST (../shared/mnist)"
+        )
+    folder = Path(value)
+    names = [name for files in FILES.values() for name in files.values()]
+    missing = [
+        n for n in names if not (folder / n).is_file() and not (folder / f"{n}.gz").is_file()
+    ]
+    if missing:
+        pytest.fail(f"SEQBUILDER_DATA={value!r} lacks {', '.join(missing)}[.gz]")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of real IDX files: 30 train images (gzip), 10 test images (raw)."""
+    folder = tmp_path_factory.mktemp("tiny-mnist")
+    for source, suffix in (("train", ".gz"), ("test", "")):
+        images, labels = tiny_split(source)
+        write_idx(folder / (FILES[source]["images"] + suffix), images)
+        write_idx(folder / (FILES[source]["labels"] + suffix), labels)
+    return folder
