@@ -448,7 +448,7 @@ def _fetch(dest: Path, name: str, urls: Sequence[str], timeout: float) -> list[t
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        logger.warning("download of %s failed: %s", url, failures[-1][1])
+        logger.info("download of %s failed: %s", url, failures[-1][1])
     return failures
 
 

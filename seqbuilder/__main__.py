@@ -1,0 +1,5 @@
+"""``python -m seqbuilder``: the same as the ``seqbuilder`` command."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Describe a finished build: ``dataset_info.json`` for machines, ``README.md`` for people."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import hydra
+import numpy as np
+
+from . import __version__
+from .config import BuildConfig
+from .store import FORMAT_VERSION, SCHEMA
+
+MNIST_LICENSE = "CC BY-SA 3.0 (the MNIST database, LeCun, Cortes and Burges)"
+
+
+def fingerprint(config_yaml: str, source_sha256: Mapping[str, str]) -> str:
+    """Return the sha256 naming this dataset: config, MNIST digests and package version."""
+    digest = hashlib.sha256()
+    for part in (config_yaml, json.dumps(dict(sorted(source_sha256.items()))), __version__):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def write_dataset_info(
+    run_dir: Path, config_yaml: str, split_files: Sequence[Path], source_sha256: Mapping[str, str]
+) -> Path:
+    """Write ``dataset_info.json``: schema, splits, checksums, versions and fingerprint."""
+    splits: dict[str, Any] = {}
+    for path in split_files:
+        with h5py.File(path, "r") as file:
+            splits[path.stem] = {
+                "file": path.name,
+                "count": int(file["lengths"].shape[0]),
+                "bytes": path.stat().st_size,
+                "source": str(file.attrs["source"]),
+            }
+    info = {
+        "format_version": FORMAT_VERSION,
+        "schema": SCHEMA,
+        "splits": splits,
+        "source_sha256": dict(source_sha256),
+        "versions": {
+            "seqbuilder": __version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "h5py": h5py.__version__,
+            "hdf5": h5py.version.hdf5_version,
+            "hydra": hydra.__version__,
+        },
+        "fingerprint": fingerprint(config_yaml, source_sha256),
+    }
+    return _write_text(run_dir / "dataset_info.json", json.dumps(info, indent=2) + "\n")
+
+
+def write_card(
+    run_dir: Path, command: str, config: BuildConfig, split_files: Sequence[Path]
+) -> Path:
+    """Write the dataset card ``README.md``: what was built, how, and its licence."""
+    splits = [(path.name, config.splits[path.stem]) for path in split_files]
+    rows = "\n".join(f"| `{name}` | {s.count} | MNIST {s.source.value} |" for name, s in splits)
+    sequences = config.sequences
+    if sequences.kind.value == "random":
+        what = f"random digit strings of {sequences.min_length} to {sequences.max_length} digits"
+    elif sequences.kind.value == "list":
+        what = f"digit strings drawn from a list of {len(sequences.values)}"
+    else:
+        what = f"digit strings drawn from `{sequences.path}`"
+    text = f"""# Digit-sequence dataset
+
+Built by seqbuilder {__version__} with:
+
+    {command}
+
+Images of {what}, made of handwritten MNIST digits, {config.width} x 28 pixels,
+gaps of {config.spacing.min} to {config.spacing.max} pixels, `fit={config.fit.value}`,
+`digit_crop={config.digit_crop.value}`, `background={config.background.value}`, seed {config.seed}.
+
+| file | samples | digit images from |
+|---|---|---|
+{rows}
+
+Each file holds `images`, `labels`, `lengths`, `boxes` and `source_index` (see
+`dataset_info.json` for the schema and checksums; `seqbuilder info FILE.h5` for a summary).
+Read it with `seqbuilder.SequenceDataset("train.h5")`.
+
+## Licence
+
+The digit images come from the MNIST database, so this dataset inherits its licence:
+{MNIST_LICENSE}.
+"""
+    return _write_text(run_dir / "README.md", text)
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+    return path

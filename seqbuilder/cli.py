@@ -1,0 +1,182 @@
+"""The ``seqbuilder`` command line: ``image``, ``build``, ``gallery`` and ``info``.
+
+This is the one place that prints results and turns user errors into exit status 2 with a
+single ``seqbuilder: error: ...`` line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from .errors import SeqbuilderError
+from .options import Align, Background, DigitCrop, Fit
+
+PROG = "seqbuilder"
+
+
+class UserError(Exception):
+    """A mistake the user can fix; reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one ``seqbuilder: error: ...`` line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``seqbuilder`` command line and return its exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["build"]:
+        return _guard(lambda: _build(args[1:]))
+    parser = _make_parser()
+    try:
+        namespace = parser.parse_args(args)
+    except UserError as error:
+        return _report(str(error))
+    command: Callable[[argparse.Namespace], int] = namespace.command
+    return _guard(lambda: command(namespace))
+
+
+def _guard(action: Callable[[], int]) -> int:
+    """Run ``action``, mapping every user-facing failure to one stderr line and status 2."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return action()
+    except (UserError, SeqbuilderError, ValueError, TypeError, OSError) as error:
+        return _report(_describe(error))
+    except (HydraException, OmegaConfBaseException) as error:
+        return _report(_describe(error))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _describe(error: BaseException) -> str:
+    """Return the message of ``error`` and of the errors that caused it, as one line."""
+    parts: list[str] = []
+    current: BaseException | None = error
+    while current is not None and len(parts) < 4:
+        text = str(current).strip()
+        if text and text not in parts:
+            parts.append(text)
+        current = current.__cause__
+    return ": ".join(parts) or type(error).__name__
+
+
+def _report(message: str) -> int:
+    """Print ``message`` as one ``seqbuilder: error:`` line and return status 2."""
+    one_line = " ".join(line.strip() for line in message.strip().splitlines() if line.strip())
+    print(f"{PROG}: error: {one_line}", file=sys.stderr)
+    return 2
+
+
+def _make_parser() -> _Parser:
+    parser = _Parser(prog=PROG, description="Digit-sequence images and datasets from MNIST.")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    image = commands.add_parser(
+        "image", help="write one sequence image as SEQUENCE.png", description=_IMAGE_HELP
+    )
+    image.add_argument("sequence", metavar="SEQUENCE", help="the digits, e.g. 0965")
+    image.add_argument("min_spacing", metavar="MIN_SPACING", type=int, help="smallest gap (px)")
+    image.add_argument("max_spacing", metavar="MAX_SPACING", type=int, help="largest gap (px)")
+    image.add_argument("image_width", metavar="IMAGE_WIDTH", type=int, help="width in pixels")
+    image.add_argument("--seed", type=int, default=None, help="make the image repeatable")
+    image.add_argument("--output", type=Path, default=None, help="PNG path (default SEQUENCE.png)")
+    image.add_argument("--fit", choices=[m.value for m in Fit], default="pad")
+    image.add_argument("--align", choices=[m.value for m in Align], default="center")
+    image.add_argument("--digit-crop", choices=[m.value for m in DigitCrop], default="box")
+    image.add_argument("--background", choices=[m.value for m in Background], default="black")
+    image.add_argument("--source", choices=["train", "test"], default="train", help="MNIST split")
+    image.add_argument("--data-dir", type=Path, default=None, help="folder holding MNIST")
+    image.set_defaults(command=_image)
+
+    commands.add_parser(
+        "build",
+        help="build HDF5 datasets from conf/ (a Hydra app: see seqbuilder build --help)",
+        add_help=False,
+    )
+
+    gallery = commands.add_parser("gallery", help="a PNG grid of samples of a built file")
+    gallery.add_argument("file", metavar="FILE.h5", type=Path)
+    gallery.add_argument("--count", type=int, default=32, help="samples to show (default 32)")
+    gallery.add_argument("--output", type=Path, default=None, help="PNG path")
+    gallery.set_defaults(command=_gallery)
+
+    info = commands.add_parser("info", help="a summary of a built file")
+    info.add_argument("file", metavar="FILE.h5", type=Path)
+    info.set_defaults(command=_info)
+    return parser
+
+
+_IMAGE_HELP = (
+    "Write an image of SEQUENCE in MNIST handwriting, IMAGE_WIDTH x 28 pixels, each gap "
+    "between neighbouring digits drawn uniformly from [MIN_SPACING, MAX_SPACING]. "
+    "Saves SEQUENCE.png in the current directory unless --output is given."
+)
+
+
+def _image(args: argparse.Namespace) -> int:
+    from .gallery import save_png
+    from .sequence import generate_numbers_sequence
+
+    image = generate_numbers_sequence(
+        args.sequence,
+        (args.min_spacing, args.max_spacing),
+        args.image_width,
+        seed=args.seed,
+        source=args.source,
+        fit=args.fit,
+        align=args.align,
+        digit_crop=args.digit_crop,
+        background=args.background,
+        data_dir=args.data_dir,
+    )
+    output = args.output if args.output is not None else Path(f"{args.sequence}.png")
+    save_png(image, output)
+    print(output)
+    return 0
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    from .gallery import render_gallery_file
+
+    if args.count < 1:
+        raise UserError(f"--count {args.count} is too small, expected at least 1")
+    output = args.output if args.output is not None else Path(f"{args.file.stem}_gallery.png")
+    print(render_gallery_file(args.file, args.count, output))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .store import describe
+
+    print(describe(args.file))
+    return 0
+
+
+def _build(overrides: list[str]) -> int:
+    """Hand over to the Hydra app, with Hydra's errors raised to :func:`_guard`."""
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # raise, so we report one line
+    from .build import hydra_main, preflight
+
+    preflight(overrides)  # bad jobs fail here, before Hydra makes a run directory
+
+    saved = sys.argv
+    sys.argv = [f"{PROG} build", *overrides]
+    try:
+        hydra_main()
+    except SystemExit as stop:  # --help and friends exit through Hydra
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+    finally:
+        sys.argv = saved
+    return 0

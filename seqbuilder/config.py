@@ -1,0 +1,245 @@
+"""The builder's configuration schema, registered with Hydra's ConfigStore.
+
+The YAML under ``conf/`` holds values; this module holds their types and the checks between
+fields. Hydra merges the YAML onto :class:`BuildConfig` (``base_config`` in the defaults list),
+so a wrong type, an unknown key or an invalid enum value fails while the config is composed,
+naming the key. ``OmegaConf.to_object`` then runs each ``__post_init__``, where the
+cross-field checks live, so every error surfaces before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from importlib.resources import files
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from .compose import MAX_OVERLAP, widest_width
+from .options import Align, Background, DigitCrop, Fit
+
+
+class SequenceKind(Enum):
+    """Where the digit strings of a build come from."""
+
+    random = "random"
+    list = "list"
+    file = "file"
+
+
+class Source(Enum):
+    """The MNIST split a dataset split draws its digit images from."""
+
+    train = "train"
+    test = "test"
+
+
+class StorageDtype(Enum):
+    """How images are stored: ``uint8`` is ``round(value * 255)``."""
+
+    uint8 = "uint8"
+    float32 = "float32"
+
+
+class Compression(Enum):
+    """The HDF5 filter applied to ``images``."""
+
+    gzip = "gzip"
+    lzf = "lzf"
+    none = "none"
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+
+@dataclass
+class DataConfig:
+    # folder holding MNIST; null: $SEQBUILDER_DATA, then the user cache (downloading if needed)
+    dir: str | None = None
+
+
+@dataclass
+class SequencesConfig:
+    # random: uniform digits and lengths; list: draw from `values`; file: one string per line
+    kind: SequenceKind = SequenceKind.random
+    # shortest sequence (kind=random)
+    min_length: int = 1
+    # longest sequence (kind=random)
+    max_length: int = 6
+    # digit strings to draw from, uniformly (kind=list)
+    values: list[str] = field(default_factory=list)
+    # text file with one digit string per line, drawn uniformly (kind=file)
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind is SequenceKind.random:
+            if self.min_length < 1:
+                raise ConfigError(f"sequences.min_length ({self.min_length}) must be >= 1")
+            if self.min_length > self.max_length:
+                raise ConfigError(
+                    f"sequences.min_length ({self.min_length}) must be <= "
+                    f"sequences.max_length ({self.max_length})"
+                )
+        elif self.kind is SequenceKind.list:
+            if not self.values:
+                raise ConfigError("sequences.values is empty, expected digit strings (kind=list)")
+            for index, value in enumerate(self.values):
+                _check_digit_string(value, f"sequences.values[{index}]")
+        elif self.path is None:
+            raise ConfigError("sequences.path is null, expected a text file (kind=file)")
+
+
+@dataclass
+class SpacingConfig:
+    # smallest gap between neighbouring digits in pixels; negative overlaps them (>= -27)
+    min: int = 0
+    # largest gap in pixels; each gap is uniform on [min, max]
+    max: int = 6
+
+    def __post_init__(self) -> None:
+        if self.min > self.max:
+            raise ConfigError(f"spacing.min ({self.min}) must be <= spacing.max ({self.max})")
+        if self.min < -MAX_OVERLAP:
+            raise ConfigError(f"spacing.min ({self.min}) must be >= -{MAX_OVERLAP}")
+
+
+@dataclass
+class SplitConfig:
+    # number of samples in this split
+    count: int = 1000
+    # MNIST split the digit images come from: train or test
+    source: Source = Source.train
+
+
+def _default_splits() -> dict[str, SplitConfig]:
+    return {
+        "train": SplitConfig(count=60000, source=Source.train),
+        "test": SplitConfig(count=10000, source=Source.test),
+    }
+
+
+@dataclass
+class StorageConfig:
+    # image dtype on disk: uint8 (round(value * 255)) or float32
+    dtype: StorageDtype = StorageDtype.uint8
+    # HDF5 filter of `images`: gzip, lzf or none
+    compression: Compression = Compression.gzip
+    # gzip level 0..9 (ignored by lzf and none)
+    compression_level: int = 4
+    # samples per HDF5 chunk of `images`; small chunks make shuffled single-sample reads fast
+    chunk_samples: int = 16
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.compression_level <= 9:
+            raise ConfigError(
+                f"storage.compression_level ({self.compression_level}) must be in 0..9"
+            )
+        if self.chunk_samples < 1:
+            raise ConfigError(f"storage.chunk_samples ({self.chunk_samples}) must be >= 1")
+
+
+@dataclass
+class GalleryConfig:
+    # samples shown in each split's gallery PNG (0: no gallery)
+    count: int = 32
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            raise ConfigError(f"gallery.count ({self.count}) must be >= 0")
+
+
+@dataclass
+class BuildConfig:
+    # the whole build is a pure function of the configuration and this seed
+    seed: int = 0
+    # where MNIST comes from
+    data: DataConfig = field(default_factory=DataConfig)
+    # which digit strings to draw
+    sequences: SequencesConfig = field(default_factory=SequencesConfig)
+    # gap range between neighbouring digits
+    spacing: SpacingConfig = field(default_factory=SpacingConfig)
+    # output image width in pixels
+    width: int = 200
+    # pad, scale or auto: how a sequence meets `width`
+    fit: Fit = Fit.pad
+    # center, left or random placement of a padded sequence
+    align: Align = Align.center
+    # box (28-column digits) or ink (digits cropped to their strokes)
+    digit_crop: DigitCrop = DigitCrop.box
+    # black (white ink, value = raw / 255) or white (dark ink, value = 1 - raw / 255)
+    background: Background = Background.black
+    # the dataset splits to build, by name
+    splits: dict[str, SplitConfig] = field(default_factory=_default_splits)
+    # how images are written to HDF5
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    # the PNG sample gallery
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)
+    # worker processes; 0 uses every core; the output does not depend on it
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ConfigError(f"seed ({self.seed}) must be >= 0")
+        if self.width < 1:
+            raise ConfigError(f"width ({self.width}) must be >= 1")
+        if self.workers < 0:
+            raise ConfigError(f"workers ({self.workers}) must be >= 0 (0: every core)")
+        if not self.splits:
+            raise ConfigError("splits is empty, expected at least one split")
+        for name, split in self.splits.items():
+            if split.count < 0:
+                raise ConfigError(f"splits.{name}.count ({split.count}) must be >= 0")
+
+    def check_fits(self, max_length: int) -> None:
+        """Reject, under ``fit=pad``, a width the widest possible sequence would overflow.
+
+        Raises:
+            ConfigError: names ``width`` and the minimum it needs.
+        """
+        needed = widest_width(max_length, self.spacing.max)
+        if self.fit is Fit.pad and needed > self.width:
+            raise ConfigError(
+                f"width ({self.width}) is too small: {max_length} digits with gaps up to "
+                f"{self.spacing.max} need at least {needed} columns "
+                "(set fit=scale or fit=auto, or a larger width)"
+            )
+
+
+def _check_digit_string(value: object, key: str) -> None:
+    if not isinstance(value, str) or not value or not value.isascii() or not value.isdigit():
+        raise ConfigError(f"{key} is {value!r}, expected a non-empty string of digits 0-9")
+
+
+def read_sequence_file(path: str) -> list[str]:
+    """Return the digit strings of a ``kind=file`` sequences file, one per non-blank line.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, empty, or a line is not digits.
+    """
+    file = Path(path).expanduser()
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"sequences.path {path!r} cannot be read: {error}") from None
+    values = [line.strip() for line in lines if line.strip()]
+    if not values:
+        raise ConfigError(f"sequences.path {path!r} holds no digit strings")
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            _check_digit_string(line.strip(), f"sequences.path {path!r} line {number}")
+    return values
+
+
+def packaged_file(relative: str) -> str:
+    """Return the path of a file shipped in ``seqbuilder.conf`` (the ``pkg_file`` resolver)."""
+    return str(files("seqbuilder.conf").joinpath(relative))
+
+
+def register_configs() -> None:
+    """Register :class:`BuildConfig` as ``base_config`` and the ``pkg_file`` resolver."""
+    ConfigStore.instance().store(name="base_config", node=BuildConfig)
+    if not OmegaConf.has_resolver("pkg_file"):
+        OmegaConf.register_new_resolver("pkg_file", packaged_file)

@@ -1,0 +1,142 @@
+"""The build plan: what every block of every split holds, as a pure function of the config.
+
+A split of N samples is cut into blocks of :data:`BLOCK_SAMPLES`. Block ``b`` of split ``s`` draws
+everything (sequences, MNIST samples, gaps, offsets) from
+``SeedSequence([seed, crc32(s), b])``, so a block's content never depends on which process
+made it, how many workers there are, or which other splits the config holds.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from .compose import ImageArray
+from .config import BuildConfig, SequenceKind, read_sequence_file
+from .mnist import load_mnist
+from .options import ComposeOptions
+from .sequence import generate_batch
+
+BLOCK_SAMPLES = 4096  # samples drawn from one seed; fixed so content never depends on storage
+
+
+class Block(NamedTuple):
+    """One block of finished samples, ready to store."""
+
+    images: ImageArray  # (B, 28, W) uint8 or float32
+    labels: npt.NDArray[np.int8]  # (B, L) digits, -1 padded
+    lengths: npt.NDArray[np.int16]  # (B,)
+    boxes: npt.NDArray[np.int16]  # (B, L, 4) x0, y0, x1, y1; -1 padded
+    source_index: npt.NDArray[np.int32]  # (B, L); -1 padded
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything a worker process needs to make any block: small and picklable."""
+
+    seed: int
+    kind: SequenceKind
+    min_length: int
+    max_length: int
+    table: npt.NDArray[np.int8]  # (V, L) digits of the list/file strings, -1 padded
+    table_lengths: npt.NDArray[np.int16]  # (V,)
+    spacing: tuple[int, int]
+    width: int
+    options: ComposeOptions
+    dtype: str
+    data_dir: str | None
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """One split: its name, seed id, sample count and MNIST source."""
+
+    name: str
+    count: int
+    source: str
+
+    @property
+    def split_id(self) -> int:
+        """A stable number for the name, so adding a split never changes another's content."""
+        return zlib.crc32(self.name.encode("utf-8"))
+
+    @property
+    def n_blocks(self) -> int:
+        """Number of blocks, the last one possibly short."""
+        return -(-self.count // BLOCK_SAMPLES)
+
+    def block_size(self, block_id: int) -> int:
+        """Number of samples in block ``block_id``."""
+        return min(BLOCK_SAMPLES, self.count - block_id * BLOCK_SAMPLES)
+
+
+def make_recipe(config: BuildConfig) -> Recipe:
+    """Resolve the config's sequence source and check it fits, before any work.
+
+    Raises:
+        ConfigError: an unreadable or malformed sequences file, or a width too small.
+    """
+    sequences = config.sequences
+    values: list[str] = []
+    if sequences.kind is SequenceKind.list:
+        values = list(sequences.values)
+    elif sequences.kind is SequenceKind.file:
+        assert sequences.path is not None  # checked by SequencesConfig
+        values = read_sequence_file(sequences.path)
+    max_length = max(map(len, values)) if values else sequences.max_length
+    config.check_fits(max_length)
+    table = np.full((len(values), max_length), -1, np.int8)
+    for row, value in enumerate(values):
+        table[row, : len(value)] = np.frombuffer(value.encode("ascii"), np.uint8) - 48
+    return Recipe(
+        seed=config.seed,
+        kind=sequences.kind,
+        min_length=sequences.min_length,
+        max_length=max_length,
+        table=table,
+        table_lengths=np.array([len(v) for v in values], np.int16),
+        spacing=(config.spacing.min, config.spacing.max),
+        width=config.width,
+        options=ComposeOptions.of(
+            config.fit.value, config.align.value, config.digit_crop.value, config.background.value
+        ),
+        dtype=config.storage.dtype.value,
+        data_dir=config.data.dir,
+    )
+
+
+def split_plans(config: BuildConfig) -> list[SplitPlan]:
+    """Return the splits to build, in the config's order."""
+    return [SplitPlan(name, s.count, s.source.value) for name, s in config.splits.items()]
+
+
+def make_block(recipe: Recipe, plan: SplitPlan, block_id: int) -> Block:
+    """Draw and compose block ``block_id`` of ``plan``: a pure function of its arguments."""
+    size = plan.block_size(block_id)
+    rng = np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence([recipe.seed, plan.split_id, block_id]))
+    )
+    if recipe.kind is SequenceKind.random:
+        lengths = rng.integers(recipe.min_length, recipe.max_length, size=size, endpoint=True)
+        digits = rng.integers(0, 10, size=(size, recipe.max_length))
+    else:
+        chosen = rng.integers(0, len(recipe.table), size=size)
+        digits = recipe.table[chosen].astype(np.int64)
+        lengths = recipe.table_lengths[chosen].astype(np.int64)
+    dtype = np.uint8 if recipe.dtype == "uint8" else np.float32
+    split = load_mnist(plan.source, recipe.data_dir)
+    batch = generate_batch(
+        split, digits, lengths, recipe.spacing, recipe.width, recipe.options, rng, dtype
+    )
+    valid = np.arange(recipe.max_length) < lengths[:, None]
+    return Block(
+        images=batch.images,
+        labels=np.where(valid, digits, -1).astype(np.int8),
+        lengths=lengths.astype(np.int16),
+        boxes=batch.boxes,
+        source_index=batch.source_index,
+    )
