@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .errors import DatasetFormatError, IdxFormatError, MnistNotFoundError, SeqbuilderError
 from .mnist import load_mnist
+from .reader import SequenceDataset
 from .sequence import generate_numbers_sequence
 
 try:
@@ -18,6 +19,7 @@ __all__ = [
     "IdxFormatError",
     "MnistNotFoundError",
     "SeqbuilderError",
+    "SequenceDataset",
     "__version__",
     "generate_numbers_sequence",
     "load_mnist",

@@ -1,4 +1,4 @@
-"""Own the HDF5 format of a built split: write it atomically, read it lazily, describe it.
+"""Own the HDF5 format of a built split and write it atomically.
 
 A ``<split>.h5`` file (format version 1) holds N samples of width W with at most L digits::
 
@@ -16,35 +16,31 @@ is a file attribute: ``format_version``, ``seqbuilder_version``, ``config`` (the
 The file keeps the oldest HDF5 object formats that can hold it, so HDF5 1.10 tools
 (``h5ls``, ``h5dump``) and any h5py open it.
 
-Usage::
-
-    from seqbuilder.store import SequenceDataset, describe
-
-    ds = SequenceDataset("outputs/.../train.h5")  # validated now, opened lazily per process
-    image, label = ds[0]                           # (28, W) float32 in [0, 1]; int64 digits
-    print(describe("outputs/.../train.h5"))        # what ``seqbuilder info`` prints
-
 :class:`SplitWriter` writes ``<name>.tmp`` beside the target and renames it only once every
-sample is in, so a file under its final name is always complete.
+sample is in, so a file under its final name is always complete. Reading lives in
+:mod:`seqbuilder.reader` (:class:`SequenceDataset`, :func:`read_samples`) and the ``info``
+summary in :mod:`seqbuilder.info` (:func:`describe`); both are re-exported here, so
+``from seqbuilder.store import SequenceDataset, describe`` keeps working.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
-import operator
 import os
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, SupportsIndex
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 
-from .errors import DatasetFormatError
+if TYPE_CHECKING:
+    from .info import describe as describe
+    from .reader import SequenceDataset as SequenceDataset
+    from .reader import read_samples as read_samples
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +101,17 @@ _FIELD_DTYPES: dict[str, type[np.integer[Any]]] = {
 _LIBVER = ("earliest", "v110")
 _METADATA_CHUNK_ROWS = 4096  # metadata is tiny per sample; big chunks compress it well
 _MIN_CACHE_BYTES = 1 << 20  # HDF5's default chunk cache
-_LATENCY_READS = 200
+
+# Names that moved out of this module, re-exported for old imports. They are resolved lazily
+# (PEP 562) because reader.py and info.py import the format constants from here: an eager
+# import at either end would be a cycle that breaks whichever module is imported first.
+_MOVED = {"SequenceDataset": "reader", "read_samples": "reader", "describe": "info"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED:
+        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _package_version() -> str:
@@ -406,372 +412,3 @@ def _as_field(
     if array.size and (array.min() < low or array.max() > high):
         raise ValueError(f"{name} holds values outside {low}..{high}")
     return array.astype(_FIELD_DTYPES[name], copy=False)
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """What validating a file learns about it; small, so readers carry it across pickling."""
-
-    count: int
-    width: int
-    max_length: int
-    dtype: str
-    chunk_bytes: int
-    attrs: dict[str, object]
-
-
-def _open_h5(path: Path, **options: Any) -> h5py.File:
-    """Open ``path`` read-only, turning every failure into a one-line DatasetFormatError."""
-    name = os.fspath(path)
-    size = 0
-    try:
-        size = path.stat().st_size
-        if path.is_dir():
-            raise DatasetFormatError(f"{name}: is a directory, expected a .h5 file")
-        if size == 0:
-            raise DatasetFormatError(f"{name}: empty file, expected an HDF5 file from seqbuilder")
-        if not h5py.is_hdf5(name):
-            raise DatasetFormatError(f"{name}: not an HDF5 file")
-        return h5py.File(name, "r", **options)
-    except FileNotFoundError as error:
-        raise DatasetFormatError(f"{name}: no such file") from error
-    except OSError as error:
-        if "truncated" in str(error):
-            raise DatasetFormatError(
-                f"{name}: truncated file ({size} bytes); it was cut short, copy or build it again"
-            ) from error
-        raise DatasetFormatError(f"{name}: cannot open as HDF5 ({_reason(error)})") from error
-
-
-def _reason(error: OSError) -> str:
-    # h5py messages look like "Unable to open file (bad object header version number)".
-    text = error.strerror or str(error)
-    return text.split("(", 1)[-1].rstrip(")") if "(" in text else text
-
-
-def _validate(file: h5py.File, name: str) -> _Layout:
-    version = file.attrs.get("format_version")
-    if version is None:
-        raise DatasetFormatError(f"{name}: no format_version attribute; not a seqbuilder file")
-    if int(version) > FORMAT_VERSION:
-        raise DatasetFormatError(
-            f"{name}: format_version {int(version)} is newer than this seqbuilder reads "
-            f"({FORMAT_VERSION}); upgrade seqbuilder"
-        )
-    missing = [key for key in DATASETS if not isinstance(file.get(key), h5py.Dataset)]
-    if missing:
-        raise DatasetFormatError(
-            f"{name}: missing dataset {', '.join(map(repr, missing))}; "
-            f"a seqbuilder file holds {', '.join(DATASETS)}"
-        )
-    images = file[IMAGES]
-    if images.ndim != 3 or images.shape[1] != HEIGHT or images.dtype.name not in STORAGE_DTYPES:
-        raise DatasetFormatError(
-            f"{name}: images is {images.shape} {images.dtype}, expected (N, 28, W) uint8 or float32"
-        )
-    _check_consistent(file, name)
-    chunks = images.chunks or images.shape
-    return _Layout(
-        count=int(images.shape[0]),
-        width=int(images.shape[2]),
-        max_length=int(file[LABELS].shape[1]),
-        dtype=images.dtype.name,
-        chunk_bytes=int(np.prod(chunks)) * images.dtype.itemsize,
-        attrs={key: _plain(value) for key, value in file.attrs.items()},
-    )
-
-
-def _check_consistent(file: h5py.File, name: str) -> None:
-    counts = {key: file[key].shape[0] if file[key].ndim else 0 for key in DATASETS}
-    if len(set(counts.values())) > 1:
-        listed = ", ".join(f"{key} {count}" for key, count in counts.items())
-        raise DatasetFormatError(f"{name}: datasets disagree on the sample count ({listed})")
-    expected = {LABELS: 2, LENGTHS: 1, BOXES: 3, SOURCE_INDEX: 2}
-    for key, ndim in expected.items():
-        if file[key].ndim != ndim or file[key].dtype.kind not in "iu":
-            raise DatasetFormatError(
-                f"{name}: {key} is {file[key].shape} {file[key].dtype}, expected {ndim}-D integers"
-            )
-    lengths = {key: file[key].shape[1] for key in (LABELS, BOXES, SOURCE_INDEX)}
-    if len(set(lengths.values())) > 1 or file[BOXES].shape[2] != 4:
-        raise DatasetFormatError(
-            f"{name}: labels {file[LABELS].shape}, boxes {file[BOXES].shape} and source_index "
-            f"{file[SOURCE_INDEX].shape} disagree, expected (N, L), (N, L, 4), (N, L)"
-        )
-
-
-def _plain(value: Any) -> object:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-class SequenceDataset:
-    """Read a built split, one ``(image, label)`` sample at a time.
-
-    The constructor validates the file and closes it again; each process (the main one, a
-    spawned ``multiprocessing`` worker or a PyTorch ``DataLoader`` worker) opens its own handle
-    on first access, and a forked child never reuses its parent's. Pickling keeps the path and
-    the few numbers learnt from validation, never an open handle. ``labels`` and ``lengths``
-    (L + 2 bytes per sample) are read once per process; images are read per sample.
-
-    Args:
-        path: A ``<split>.h5`` file written by seqbuilder.
-
-    Raises:
-        DatasetFormatError: The file is missing, not HDF5, truncated, lacks a dataset, has
-            inconsistent datasets or a newer ``format_version``.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        with _open_h5(self.path) as file:
-            self._layout = _validate(file, os.fspath(path))
-        self._reset()
-
-    def _reset(self) -> None:
-        self._pid: int | None = None
-        self._file: h5py.File | None = None
-        self._images: h5py.Dataset | None = None
-        self._labels: npt.NDArray[np.int8] = np.zeros((0, 0), np.int8)  # (N, L), per process
-        self._lengths: npt.NDArray[np.int16] = np.zeros(0, np.int16)  # (N,)
-
-    def __getstate__(self) -> dict[str, object]:
-        return {"path": self.path, "layout": self._layout}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.path = state["path"]
-        self._layout = state["layout"]
-        self._reset()
-
-    def __len__(self) -> int:
-        return self._layout.count
-
-    def __repr__(self) -> str:
-        layout = self._layout
-        return (
-            f"SequenceDataset({os.fspath(self.path)!r}, n={layout.count}, width={layout.width}, "
-            f"dtype={layout.dtype})"
-        )
-
-    def __getitem__(
-        self, index: SupportsIndex
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """Return sample ``index`` (negative counts from the end).
-
-        Returns:
-            ``(image, label)``: image ``(28, W)`` float32 in [0, 1] (uint8 files give
-            ``value / 255``), label ``(length,)`` int64 digits.
-
-        Raises:
-            IndexError: ``index`` is out of range.
-            TypeError: ``index`` is not an integer.
-            DatasetFormatError: The sample's chunk cannot be read (a corrupt file).
-        """
-        position = self._position(index)
-        images = self._handle()
-        try:
-            raw = images[position]
-        except OSError as error:
-            raise DatasetFormatError(
-                f"{self.path}: sample {position} is corrupt ({_reason(error)})"
-            ) from error
-        image = raw if raw.dtype == np.float32 else np.divide(raw, 255, dtype=np.float32)
-        label = self._labels[position, : self._lengths[position]].astype(np.int64)
-        return image, label
-
-    @property
-    def attrs(self) -> dict[str, object]:
-        """The file attributes (seed, split, source, config, ...), as plain Python values."""
-        return dict(self._layout.attrs)
-
-    @property
-    def width(self) -> int:
-        """W, the image width."""
-        return self._layout.width
-
-    @property
-    def max_length(self) -> int:
-        """L, the most digits a sample can hold."""
-        return self._layout.max_length
-
-    @property
-    def storage_dtype(self) -> str:
-        """How ``images`` is stored: ``"uint8"`` or ``"float32"``."""
-        return self._layout.dtype
-
-    def close(self) -> None:
-        """Close this process's handle; the next access opens the file again."""
-        if self._file is not None and self._pid == os.getpid():
-            self._file.close()
-        self._reset()
-
-    def __enter__(self) -> SequenceDataset:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _position(self, index: SupportsIndex) -> int:
-        position = operator.index(index)
-        count = self._layout.count
-        if not -count <= position < count:
-            raise IndexError(f"index {index} is out of range for {count} samples")
-        return position % count
-
-    def _handle(self) -> h5py.Dataset:
-        if self._pid != os.getpid():
-            # A forked child inherits the parent's handle; HDF5 handles must not cross a fork,
-            # so drop the reference (never close it: that is the parent's) and open afresh.
-            self._reset()
-        if self._images is None:
-            cache = max(_MIN_CACHE_BYTES, 4 * self._layout.chunk_bytes)
-            self._file = _open_h5(self.path, rdcc_nbytes=cache)
-            self._images = self._file[IMAGES]
-            self._labels = self._file[LABELS][()]
-            self._lengths = self._file[LENGTHS][()]
-            self._pid = os.getpid()
-        return self._images
-
-
-def read_samples(
-    path: str | os.PathLike[str], indices: Sequence[int] | npt.NDArray[np.integer[Any]]
-) -> tuple[npt.NDArray[np.float32], list[str]]:
-    """Read some samples of a built file, for the gallery.
-
-    Args:
-        path: A ``<split>.h5`` file.
-        indices: Sample indices (negative counts from the end).
-
-    Returns:
-        ``(images, labels)``: images ``(K, 28, W)`` float32 in [0, 1]; labels the digit strings,
-        e.g. ``"0965"``.
-
-    Raises:
-        DatasetFormatError: The file is not a valid seqbuilder file.
-        IndexError: An index is out of range.
-    """
-    with SequenceDataset(path) as dataset:
-        images = np.zeros((len(indices), HEIGHT, dataset.width), dtype=np.float32)
-        labels = []
-        for row, index in enumerate(indices):
-            images[row], digits = dataset[int(index)]
-            labels.append("".join(str(digit) for digit in digits))
-    return images, labels
-
-
-def describe(path: str | os.PathLike[str]) -> str:
-    """Summarise a built file: what ``seqbuilder info`` prints.
-
-    Reports counts, each dataset's shape, dtype, chunks, compression and stored size against
-    raw size, the length and digit histograms, the provenance attributes, and the mean latency
-    of random single-sample reads on a freshly opened file.
-
-    Args:
-        path: A ``<split>.h5`` file.
-
-    Returns:
-        Several lines of text, without a trailing newline.
-
-    Raises:
-        DatasetFormatError: The file is not a valid seqbuilder file, or a chunk is corrupt.
-    """
-    dataset = SequenceDataset(path)
-    layout = dataset._layout
-    name = os.fspath(path)
-    with _open_h5(Path(path)) as file:
-        rows = [_dataset_row(file[key]) for key in DATASETS]
-        stored = sum(file[key].id.get_storage_size() for key in DATASETS)
-        raw = sum(file[key].size * file[key].dtype.itemsize for key in DATASETS)
-        length_counts, digit_counts = _histograms(file, name)
-    attrs = layout.attrs
-    lines = [
-        f"{name}: {layout.count} samples of 28 x {layout.width}, up to {layout.max_length} digits",
-        *rows,
-        f"  {'total':<13} {_size(raw)} raw, {_size(stored)} stored (ratio {_ratio(raw, stored)}), "
-        f"file {_size(Path(path).stat().st_size)}",
-        f"lengths:       {_histogram_text(length_counts, first=0)}",
-        f"digits:        {_histogram_text(digit_counts, first=0)}",
-        f"seed:          {attrs.get('seed')}",
-        f"split:         {attrs.get('split')}",
-        f"source:        MNIST {attrs.get('source')}, sha256 {attrs.get('source_sha256')}",
-        f"background:    {attrs.get('background')}",
-        f"format:        version {attrs.get('format_version')}, "
-        f"written by seqbuilder {attrs.get('seqbuilder_version')}",
-        f"read latency:  {_read_latency(dataset):.0f} µs mean per random sample "
-        f"({_LATENCY_READS} reads, freshly opened)",
-    ]
-    return "\n".join(lines)
-
-
-def _dataset_row(dataset: h5py.Dataset) -> str:
-    compression = dataset.compression or "none"
-    if compression == "gzip":
-        compression = f"gzip level {dataset.compression_opts}"
-    raw = dataset.size * dataset.dtype.itemsize
-    stored = dataset.id.get_storage_size()
-    shape, chunks = str(dataset.shape), str(dataset.chunks or dataset.shape)
-    return (
-        f"  {dataset.name.lstrip('/'):<13} {shape:<17} {dataset.dtype.name:<7} chunks {chunks:<15} "
-        f"{compression:<13} {_size(stored)} stored (ratio {_ratio(raw, stored)})"
-    )
-
-
-def _histograms(file: h5py.File, name: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    # Read in blocks so that describing a huge file needs little memory.
-    count, length = file[LABELS].shape
-    lengths = np.zeros(length + 1, np.int64)
-    digits = np.zeros(10, np.int64)
-    step = 1 << 16
-    try:
-        for start in range(0, count, step):
-            block_lengths = file[LENGTHS][start : start + step]
-            block_labels = file[LABELS][start : start + step]
-            lengths += np.bincount(np.clip(block_lengths, 0, length), minlength=length + 1)
-            digits += np.bincount(
-                block_labels[(block_labels >= 0) & (block_labels <= 9)], minlength=10
-            )
-    except OSError as error:
-        raise DatasetFormatError(f"{name}: cannot read labels ({_reason(error)})") from error
-    return lengths, digits
-
-
-def _histogram_text(counts: npt.NDArray[np.int64], *, first: int) -> str:
-    return "  ".join(
-        f"{value}: {int(count)}" for value, count in enumerate(counts, start=first) if count
-    )
-
-
-def _read_latency(dataset: SequenceDataset) -> float:
-    """Return the mean microseconds of a single random ``dataset[i]`` on a fresh handle."""
-    dataset.close()
-    dataset._handle()  # open outside the timing: the question is the per-sample cost
-    indices = _scattered(len(dataset), _LATENCY_READS)
-    start = time.perf_counter()
-    for index in indices:
-        dataset[int(index)]
-    elapsed = time.perf_counter() - start
-    dataset.close()
-    return elapsed / len(indices) * 1e6
-
-
-def _scattered(count: int, reads: int) -> npt.NDArray[np.int64]:
-    # A deterministic spread over the file (golden-ratio stride): store draws no random numbers.
-    step = max(1, round(count * 0.6180339887))
-    while np.gcd(step, count) != 1:
-        step += 1
-    return (np.arange(reads, dtype=np.int64) * step + count // 3) % count
-
-
-def _size(nbytes: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if nbytes < 1024 or unit == "GiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    raise AssertionError("unreachable")
-
-
-def _ratio(raw: int, stored: int) -> str:
-    return f"{raw / stored:.2f}x" if stored else "n/a"

@@ -1,0 +1,295 @@
+"""Read built files back: validation and the :class:`SequenceDataset` reader.
+
+Every reader first opens a file with :func:`_open_h5`, which turns each way of failing (missing,
+empty, not HDF5, truncated) into a one-line :class:`~seqbuilder.errors.DatasetFormatError`, and
+checks it with :func:`_validate` against the format that :mod:`seqbuilder.store` owns.
+
+Usage::
+
+    from seqbuilder.reader import SequenceDataset, read_samples
+
+    ds = SequenceDataset("outputs/.../train.h5")  # validated now, opened lazily per process
+    image, label = ds[0]                           # (28, W) float32 in [0, 1]; int64 digits
+    images, labels = read_samples("outputs/.../train.h5", [0, 5])  # (2, 28, W); ["0965", "31"]
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, SupportsIndex
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+
+from .errors import DatasetFormatError
+from .store import (
+    _MIN_CACHE_BYTES,
+    BOXES,
+    DATASETS,
+    FORMAT_VERSION,
+    HEIGHT,
+    IMAGES,
+    LABELS,
+    LENGTHS,
+    SOURCE_INDEX,
+    STORAGE_DTYPES,
+)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What validating a file learns about it; small, so readers carry it across pickling."""
+
+    count: int
+    width: int
+    max_length: int
+    dtype: str
+    chunk_bytes: int
+    attrs: dict[str, object]
+
+
+def _open_h5(path: Path, **options: Any) -> h5py.File:
+    """Open ``path`` read-only, turning every failure into a one-line DatasetFormatError."""
+    name = os.fspath(path)
+    size = 0
+    try:
+        size = path.stat().st_size
+        if path.is_dir():
+            raise DatasetFormatError(f"{name}: is a directory, expected a .h5 file")
+        if size == 0:
+            raise DatasetFormatError(f"{name}: empty file, expected an HDF5 file from seqbuilder")
+        if not h5py.is_hdf5(name):
+            raise DatasetFormatError(f"{name}: not an HDF5 file")
+        return h5py.File(name, "r", **options)
+    except FileNotFoundError as error:
+        raise DatasetFormatError(f"{name}: no such file") from error
+    except OSError as error:
+        if "truncated" in str(error):
+            raise DatasetFormatError(
+                f"{name}: truncated file ({size} bytes); it was cut short, copy or build it again"
+            ) from error
+        raise DatasetFormatError(f"{name}: cannot open as HDF5 ({_reason(error)})") from error
+
+
+def _reason(error: OSError) -> str:
+    # h5py messages look like "Unable to open file (bad object header version number)".
+    text = error.strerror or str(error)
+    return text.split("(", 1)[-1].rstrip(")") if "(" in text else text
+
+
+def _validate(file: h5py.File, name: str) -> _Layout:
+    version = file.attrs.get("format_version")
+    if version is None:
+        raise DatasetFormatError(f"{name}: no format_version attribute; not a seqbuilder file")
+    if int(version) > FORMAT_VERSION:
+        raise DatasetFormatError(
+            f"{name}: format_version {int(version)} is newer than this seqbuilder reads "
+            f"({FORMAT_VERSION}); upgrade seqbuilder"
+        )
+    missing = [key for key in DATASETS if not isinstance(file.get(key), h5py.Dataset)]
+    if missing:
+        raise DatasetFormatError(
+            f"{name}: missing dataset {', '.join(map(repr, missing))}; "
+            f"a seqbuilder file holds {', '.join(DATASETS)}"
+        )
+    images = file[IMAGES]
+    if images.ndim != 3 or images.shape[1] != HEIGHT or images.dtype.name not in STORAGE_DTYPES:
+        raise DatasetFormatError(
+            f"{name}: images is {images.shape} {images.dtype}, expected (N, 28, W) uint8 or float32"
+        )
+    _check_consistent(file, name)
+    chunks = images.chunks or images.shape
+    return _Layout(
+        count=int(images.shape[0]),
+        width=int(images.shape[2]),
+        max_length=int(file[LABELS].shape[1]),
+        dtype=images.dtype.name,
+        chunk_bytes=int(np.prod(chunks)) * images.dtype.itemsize,
+        attrs={key: _plain(value) for key, value in file.attrs.items()},
+    )
+
+
+def _check_consistent(file: h5py.File, name: str) -> None:
+    counts = {key: file[key].shape[0] if file[key].ndim else 0 for key in DATASETS}
+    if len(set(counts.values())) > 1:
+        listed = ", ".join(f"{key} {count}" for key, count in counts.items())
+        raise DatasetFormatError(f"{name}: datasets disagree on the sample count ({listed})")
+    expected = {LABELS: 2, LENGTHS: 1, BOXES: 3, SOURCE_INDEX: 2}
+    for key, ndim in expected.items():
+        if file[key].ndim != ndim or file[key].dtype.kind not in "iu":
+            raise DatasetFormatError(
+                f"{name}: {key} is {file[key].shape} {file[key].dtype}, expected {ndim}-D integers"
+            )
+    lengths = {key: file[key].shape[1] for key in (LABELS, BOXES, SOURCE_INDEX)}
+    if len(set(lengths.values())) > 1 or file[BOXES].shape[2] != 4:
+        raise DatasetFormatError(
+            f"{name}: labels {file[LABELS].shape}, boxes {file[BOXES].shape} and source_index "
+            f"{file[SOURCE_INDEX].shape} disagree, expected (N, L), (N, L, 4), (N, L)"
+        )
+
+
+def _plain(value: Any) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class SequenceDataset:
+    """Read a built split, one ``(image, label)`` sample at a time.
+
+    The constructor validates the file and closes it again; each process (the main one, a
+    spawned ``multiprocessing`` worker or a PyTorch ``DataLoader`` worker) opens its own handle
+    on first access, and a forked child never reuses its parent's. Pickling keeps the path and
+    the few numbers learnt from validation, never an open handle. ``labels`` and ``lengths``
+    (L + 2 bytes per sample) are read once per process; images are read per sample.
+
+    Args:
+        path: A ``<split>.h5`` file written by seqbuilder.
+
+    Raises:
+        DatasetFormatError: The file is missing, not HDF5, truncated, lacks a dataset, has
+            inconsistent datasets or a newer ``format_version``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        with _open_h5(self.path) as file:
+            self._layout = _validate(file, os.fspath(path))
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid: int | None = None
+        self._file: h5py.File | None = None
+        self._images: h5py.Dataset | None = None
+        self._labels: npt.NDArray[np.int8] = np.zeros((0, 0), np.int8)  # (N, L), per process
+        self._lengths: npt.NDArray[np.int16] = np.zeros(0, np.int16)  # (N,)
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"path": self.path, "layout": self._layout}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path = state["path"]
+        self._layout = state["layout"]
+        self._reset()
+
+    def __len__(self) -> int:
+        return self._layout.count
+
+    def __repr__(self) -> str:
+        layout = self._layout
+        return (
+            f"SequenceDataset({os.fspath(self.path)!r}, n={layout.count}, width={layout.width}, "
+            f"dtype={layout.dtype})"
+        )
+
+    def __getitem__(
+        self, index: SupportsIndex
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Return sample ``index`` (negative counts from the end).
+
+        Returns:
+            ``(image, label)``: image ``(28, W)`` float32 in [0, 1] (uint8 files give
+            ``value / 255``), label ``(length,)`` int64 digits.
+
+        Raises:
+            IndexError: ``index`` is out of range.
+            TypeError: ``index`` is not an integer.
+            DatasetFormatError: The sample's chunk cannot be read (a corrupt file).
+        """
+        position = self._position(index)
+        images = self._handle()
+        try:
+            raw = images[position]
+        except OSError as error:
+            raise DatasetFormatError(
+                f"{self.path}: sample {position} is corrupt ({_reason(error)})"
+            ) from error
+        image = raw if raw.dtype == np.float32 else np.divide(raw, 255, dtype=np.float32)
+        label = self._labels[position, : self._lengths[position]].astype(np.int64)
+        return image, label
+
+    @property
+    def attrs(self) -> dict[str, object]:
+        """The file attributes (seed, split, source, config, ...), as plain Python values."""
+        return dict(self._layout.attrs)
+
+    @property
+    def width(self) -> int:
+        """W, the image width."""
+        return self._layout.width
+
+    @property
+    def max_length(self) -> int:
+        """L, the most digits a sample can hold."""
+        return self._layout.max_length
+
+    @property
+    def storage_dtype(self) -> str:
+        """How ``images`` is stored: ``"uint8"`` or ``"float32"``."""
+        return self._layout.dtype
+
+    def close(self) -> None:
+        """Close this process's handle; the next access opens the file again."""
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._reset()
+
+    def __enter__(self) -> SequenceDataset:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _position(self, index: SupportsIndex) -> int:
+        position = operator.index(index)
+        count = self._layout.count
+        if not -count <= position < count:
+            raise IndexError(f"index {index} is out of range for {count} samples")
+        return position % count
+
+    def _handle(self) -> h5py.Dataset:
+        if self._pid != os.getpid():
+            # A forked child inherits the parent's handle; HDF5 handles must not cross a fork,
+            # so drop the reference (never close it: that is the parent's) and open afresh.
+            self._reset()
+        if self._images is None:
+            cache = max(_MIN_CACHE_BYTES, 4 * self._layout.chunk_bytes)
+            self._file = _open_h5(self.path, rdcc_nbytes=cache)
+            self._images = self._file[IMAGES]
+            self._labels = self._file[LABELS][()]
+            self._lengths = self._file[LENGTHS][()]
+            self._pid = os.getpid()
+        return self._images
+
+
+def read_samples(
+    path: str | os.PathLike[str], indices: Sequence[int] | npt.NDArray[np.integer[Any]]
+) -> tuple[npt.NDArray[np.float32], list[str]]:
+    """Read some samples of a built file, for the gallery.
+
+    Args:
+        path: A ``<split>.h5`` file.
+        indices: Sample indices (negative counts from the end).
+
+    Returns:
+        ``(images, labels)``: images ``(K, 28, W)`` float32 in [0, 1]; labels the digit strings,
+        e.g. ``"0965"``.
+
+    Raises:
+        DatasetFormatError: The file is not a valid seqbuilder file.
+        IndexError: An index is out of range.
+    """
+    with SequenceDataset(path) as dataset:
+        images = np.zeros((len(indices), HEIGHT, dataset.width), dtype=np.float32)
+        labels = []
+        for row, index in enumerate(indices):
+            images[row], digits = dataset[int(index)]
+            labels.append("".join(str(digit) for digit in digits))
+    return images, labels
