@@ -1,4 +1,4 @@
-"""Find, download, verify and load MNIST, once per process.
+"""Find and load MNIST, once per process, downloading it when no location holds it.
 
 Usage::
 
@@ -19,8 +19,8 @@ Each location may hold the four standard files (``train-images-idx3-ubyte[.gz]``
 torchvision-style ``MNIST/raw/`` folder of them, or a Keras ``mnist.npz``. If none does, the
 four files are downloaded into the cache from the mirrors in ``MIRRORS`` (override with
 ``SEQBUILDER_MNIST_MIRRORS``, space separated; empty means none), each verified against
-``SHA256`` and moved into place atomically. Set ``SEQBUILDER_DOWNLOAD_TIMEOUT`` (seconds) to
-change the per-request timeout.
+``SHA256`` and moved into place atomically by :mod:`seqbuilder.download` (set
+``SEQBUILDER_DOWNLOAD_TIMEOUT``, in seconds, to change the per-request timeout).
 
 A split is loaded once per process: a repeated call with the same arguments and environment
 is a dictionary lookup that never touches the disk.
@@ -28,30 +28,27 @@ is a dictionary lookup that never touches the disk.
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import hashlib
-import http.client
+import importlib
 import logging
 import os
 import struct
-import tempfile
 import threading
-import urllib.error
-import urllib.request
 import zipfile
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm
 
 from seqbuilder.errors import IdxFormatError, MnistNotFoundError
 from seqbuilder.idx import DTYPES, read_idx
+
+if TYPE_CHECKING:
+    from .download import DOWNLOAD_TIMEOUT as DOWNLOAD_TIMEOUT
+    from .download import download_mnist as download_mnist
 
 logger = logging.getLogger(__name__)
 
@@ -79,17 +76,24 @@ MIRRORS: tuple[str, ...] = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 
-#: Seconds a download may wait for the server; env ``SEQBUILDER_DOWNLOAD_TIMEOUT`` overrides.
-DOWNLOAD_TIMEOUT = 30.0
-
 _NPZ_NAME = "mnist.npz"
 _NPZ_KEYS = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}
 # Genuine MNIST files are at most 47 MB (decompressed); anything far bigger is hostile.
 _MAX_FILE_BYTES = 1 << 27
-_CHUNK = 1 << 16
 
 _CACHE: dict[tuple[str, str | None, str | None, str | None], MnistSplit] = {}
 _LOCK = threading.Lock()
+
+# Names that moved to download.py, re-exported for old imports. They are resolved lazily (PEP 562)
+# because download.py imports the tables from here: an eager import at either end would be a
+# cycle that breaks whichever module is imported first.
+_MOVED = ("DOWNLOAD_TIMEOUT", "download_mnist")
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED:
+        return getattr(importlib.import_module(".download", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays have no truth value; compare by identity
@@ -103,6 +107,8 @@ class MnistSplit:
         label_order: ``(N,)`` int32, sample indices grouped by label (stable argsort).
         label_starts: ``(11,)`` int64; samples with label ``d`` are
             ``label_order[label_starts[d] : label_starts[d + 1]]``.
+        label_counts: ``(10,)`` int64, how many samples carry each label
+            (``np.diff(label_starts)``), read-only.
         ink_boxes: ``(N, 4)`` int16, ``x0, y0, x1, y1`` (end exclusive) of each image's nonzero
             pixels; ``(0, 0, 0, 0)`` for a blank image.
         location: Where it was loaded from, for messages.
@@ -114,6 +120,7 @@ class MnistSplit:
     sha256: str
     label_order: npt.NDArray[np.int32]
     label_starts: npt.NDArray[np.int64]
+    label_counts: npt.NDArray[np.int64]
     ink_boxes: npt.NDArray[np.int16]
     location: str
     source: str
@@ -173,47 +180,6 @@ def load_mnist(source: str = "train", data_dir: str | os.PathLike[str] | None = 
     return split
 
 
-def download_mnist(
-    dest: Path, mirror_urls: Sequence[str] | None = None, timeout: float | None = None
-) -> None:
-    """Download the four MNIST files into ``dest``, skipping those already there and valid.
-
-    Each file is tried on every mirror in order; any failure (network, HTTP status, truncated
-    body, corrupt gzip, sha256 mismatch) moves on to the next. A file is written to a unique
-    temporary name in ``dest``, verified, then renamed, so ``dest`` never holds a partial or
-    corrupt file, even with several processes downloading at once.
-
-    Args:
-        dest: The target folder, created if needed.
-        mirror_urls: Base URLs; default :func:`mirrors`.
-        timeout: Seconds per network operation; default ``$SEQBUILDER_DOWNLOAD_TIMEOUT`` or
-            :data:`DOWNLOAD_TIMEOUT`.
-
-    Raises:
-        MnistNotFoundError: A file could not be fetched from any mirror (the message gives each
-            mirror's reason), or there are no mirrors.
-        ValueError: ``$SEQBUILDER_DOWNLOAD_TIMEOUT`` is not a positive number.
-    """
-    urls = mirrors() if mirror_urls is None else tuple(mirror_urls)
-    timeout = _download_timeout() if timeout is None else timeout
-    if not urls:
-        raise MnistNotFoundError(
-            "no download mirrors configured ($SEQBUILDER_MNIST_MIRRORS is empty)"
-        )
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MnistNotFoundError(f"cannot create {dest}: {exc.strerror}") from exc
-    for names in FILES.values():
-        for name in names.values():
-            if any(_is_genuine(dest / f, name) for f in (name + ".gz", name)):
-                continue
-            failures = [f"{url}: {reason}" for url, reason in _fetch(dest, name, urls, timeout)]
-            if failures:
-                tried = "mirror" if len(urls) == 1 else f"{len(urls)} mirrors"
-                raise MnistNotFoundError(f"download failed from {tried} ({'; '.join(failures)})")
-
-
 # --- locating and loading -------------------------------------------------------------------
 
 
@@ -227,6 +193,8 @@ def _find_or_download(source: str, data_dir: str | os.PathLike[str] | None) -> M
     for _, root in locations:
         if root is not None and (split := _load_from(root, source)) is not None:
             return split
+    from .download import download_mnist  # late: download.py imports this module's tables
+
     try:
         download_mnist(cache_dir())
     except MnistNotFoundError as exc:
@@ -359,7 +327,8 @@ def _make_split(
     label_order = np.argsort(labels, kind="stable").astype(np.int32)
     label_starts = np.zeros(11, dtype=np.int64)
     np.cumsum(np.bincount(labels, minlength=10), out=label_starts[1:])
-    for array in (label_order, label_starts):
+    label_counts = np.diff(label_starts)
+    for array in (label_order, label_starts, label_counts):
         array.flags.writeable = False
     split = MnistSplit(
         images=images,
@@ -367,6 +336,7 @@ def _make_split(
         sha256=_idx_sha256(images),
         label_order=label_order,
         label_starts=label_starts,
+        label_counts=label_counts,
         ink_boxes=_ink_boxes(images),
         location=location,
         source=source,
@@ -400,108 +370,3 @@ def _ink_boxes(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
     boxes[~np.asarray(rows.any(axis=1))] = 0
     boxes.flags.writeable = False
     return boxes
-
-
-# --- downloading ----------------------------------------------------------------------------
-
-
-def _download_timeout() -> float:
-    value = os.environ.get("SEQBUILDER_DOWNLOAD_TIMEOUT")
-    if value is None:
-        return DOWNLOAD_TIMEOUT
-    try:
-        timeout = float(value)
-    except ValueError:
-        timeout = -1.0
-    if not timeout > 0:
-        raise ValueError(
-            f"SEQBUILDER_DOWNLOAD_TIMEOUT={value!r} is not a number of seconds > 0 (unset it to "
-            f"use the default {DOWNLOAD_TIMEOUT})"
-        )
-    return timeout
-
-
-def _fetch(dest: Path, name: str, urls: Sequence[str], timeout: float) -> list[tuple[str, str]]:
-    """Download ``name.gz`` from the first mirror that serves it intact.
-
-    Returns:
-        ``(url, reason)`` for every mirror that failed; empty when the file is in place.
-    """
-    failures: list[tuple[str, str]] = []
-    for base in urls:
-        url = base.rstrip("/") + "/" + name + ".gz"
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.gz.", suffix=".part", dir=dest)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                _download_to(url, out, timeout, name + ".gz")
-            _check_payload(Path(tmp), name, gzip.GzipFile)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest / (name + ".gz"))
-            logger.info("downloaded %s into %s", url, dest)
-            return []
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            failures.append((base, _short(f"HTTP {exc.code} {exc.reason}")))
-        except (OSError, http.client.HTTPException, ValueError, _BadDownloadError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            failures.append((base, _short(reason)))
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        logger.info("download of %s failed: %s", url, failures[-1][1])
-    return failures
-
-
-class _BadDownloadError(Exception):
-    """A mirror answered, but not with the genuine file."""
-
-
-def _download_to(url: str, out: IO[bytes], timeout: float, label: str) -> None:
-    request = urllib.request.Request(url, headers={"User-Agent": "seqbuilder"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        total = response.headers.get("Content-Length")
-        with tqdm(
-            total=int(total) if total and total.isdigit() else None,
-            unit="B",
-            unit_scale=True,
-            desc=label,
-            leave=False,
-        ) as bar:
-            written = 0
-            while chunk := response.read(_CHUNK):
-                written += len(chunk)
-                if written > _MAX_FILE_BYTES:
-                    raise _BadDownloadError(f"more than {_MAX_FILE_BYTES} bytes, not MNIST")
-                out.write(chunk)
-                bar.update(len(chunk))
-    if total and total.isdigit() and written != int(total):
-        raise _BadDownloadError(f"truncated body: got {written} of {total} bytes")
-
-
-def _check_payload(path: Path, name: str, opener: Any) -> None:
-    """Raise ``_BadDownloadError`` unless ``path`` decompresses to the genuine ``name``."""
-    digest = hashlib.sha256()
-    try:
-        with opener(path, "rb") as stream:
-            read = 0
-            while read <= _MAX_FILE_BYTES and (chunk := stream.read(_CHUNK)):
-                digest.update(chunk)
-                read += len(chunk)
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise _BadDownloadError(f"corrupt gzip: {_short(exc)}") from exc
-    if digest.hexdigest() != SHA256[name]:
-        raise _BadDownloadError("sha256 of the decompressed payload does not match")
-
-
-def _is_genuine(path: Path, name: str) -> bool:
-    """Tell whether ``path`` (gzip by suffix, else raw) holds the genuine ``name``."""
-    try:
-        _check_payload(path, name, gzip.GzipFile if path.suffix == ".gz" else open)
-    except (OSError, _BadDownloadError):
-        return False
-    return True
-
-
-def _short(reason: object) -> str:
-    text = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
-    return text if len(text) <= 120 else text[:117] + "..."

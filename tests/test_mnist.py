@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import logging
 import os
 import re
 import shutil
@@ -75,7 +76,8 @@ def test_every_layout_loads_the_right_arrays(tmp_path: Path, layout: str, source
     assert str(tmp_path) in split.location
     # The digest is of the equivalent IDX file, whatever the layout.
     assert split.sha256 == hashlib.sha256(idx_bytes(images)).hexdigest()
-    for array in (split.images, split.labels, split.label_order, split.ink_boxes):
+    arrays = (split.images, split.labels, split.label_order, split.label_counts, split.ink_boxes)
+    for array in arrays:
         assert not array.flags.writeable
 
 
@@ -93,6 +95,8 @@ def test_label_index_and_ink_boxes_of_the_tiny_split(tiny_mnist_dir: Path) -> No
     assert split.label_starts.tolist() == list(range(0, 31, 3))
     assert split.label_order.dtype == np.int32
     assert split.label_starts.dtype == np.int64
+    assert split.label_counts.tolist() == [3] * 10
+    assert split.label_counts.dtype == np.int64
     for digit in range(10):
         chosen = split.label_order[split.label_starts[digit] : split.label_starts[digit + 1]]
         assert chosen.tolist() == [digit, digit + 10, digit + 20]
@@ -113,6 +117,7 @@ def test_ink_boxes_at_the_edges(tmp_path: Path) -> None:
     expected = [(0, 0, 0, 0), (7, 5, 8, 6), (0, 0, 28, 28), (27, 27, 28, 28), (0, 0, 4, 21)]
     assert [tuple(box) for box in split.ink_boxes.tolist()] == expected
     assert split.label_starts.tolist() == [0, 2, 4, 5, 5, 5, 5, 5, 5, 5, 5]
+    assert split.label_counts.tolist() == [2, 2, 1, 0, 0, 0, 0, 0, 0, 0]  # a label with none: 0
     assert split.label_order.tolist() == [0, 4, 1, 3, 2]
 
 
@@ -308,6 +313,7 @@ def test_real_mnist_loads_with_the_published_checksums(
     assert split.sha256 == README_SHA256[FILES[source]["images"]]
     assert split.label_starts[-1] == count
     np.testing.assert_array_equal(np.diff(split.label_starts), np.bincount(split.labels))
+    np.testing.assert_array_equal(split.label_counts, np.bincount(split.labels))
     grouped = split.labels[split.label_order]
     assert (np.diff(grouped.astype(int)) >= 0).all()
     for i in range(0, count, count // 500):
@@ -460,6 +466,7 @@ def test_a_bad_mirror_is_skipped_for_a_good_one(
     behaviour: str,
     reason: str,
 ) -> None:
+    caplog.set_level(logging.INFO)  # each mirror's failure is logged at INFO
     cache = download_env(behaviour, "good")
     assert load_mnist("test").sha256 == README_SHA256["t10k-images-idx3-ubyte"]
     _assert_cache_holds_exactly_the_genuine_files(cache)
