@@ -28,9 +28,7 @@ IntArray = npt.NDArray[np.int64]
 ImageArray = npt.NDArray[Any]  # uint8 (0..255) or float32 (0..1) images
 
 _ROW = np.dtype((np.void, DIGIT_SIZE))  # one 28-pixel row of a uint8 digit, as a single item
-# Scalar stand-ins that spare the common case (every slot used, box crop) some arrays.
-_ZERO = np.int64(0)
-_FULL = np.int64(DIGIT_SIZE)
+_BYTE_MAX = np.float32(255)
 
 
 def widest_width(n_digits: int, max_gap: int) -> int:
@@ -77,23 +75,26 @@ def compose(
     n_samples, n_slots = glyphs.shape[:2]
     # (B, L) which slots hold a digit; None when all do, which spares the masking.
     valid = None if lengths.min() == n_slots else np.arange(n_slots) < lengths[:, None]
-    crop_start: IntArray | np.int64
-    crop_width: IntArray | np.int64
-    if options.digit_crop == "ink":
+    ink_crop = options.digit_crop == "ink"
+    crop_width: IntArray | int
+    if ink_crop:
         ink = ink_boxes.astype(np.int64)
-        crop_start, crop_width = ink[..., 0], ink[..., 2] - ink[..., 0]
-        if valid is not None:
-            crop_width = crop_width * valid
+        crop_start = ink[..., 0]
+        ink_width = ink[..., 2] - crop_start
+        crop_width = ink_width if valid is None else ink_width * valid
+        # A digit narrower than the overlap never pulls the next one left of itself.
+        steps = np.maximum(crop_width[:, :-1] + gaps, 0)
+    elif valid is None:
+        crop_width = DIGIT_SIZE
+        steps = DIGIT_SIZE + gaps  # >= 1, since gaps are >= -27
     else:
-        crop_start = _ZERO
-        crop_width = _FULL if valid is None else np.where(valid, DIGIT_SIZE, 0)
+        box_width = valid * DIGIT_SIZE
+        crop_width = box_width
+        steps = box_width[:, :-1] + gaps
     x = np.zeros((n_samples, n_slots), np.int64)  # left column of each digit's kept part
-    if n_slots > 1:
-        advance = crop_width[:, :-1] if isinstance(crop_width, np.ndarray) else crop_width
-        steps = np.maximum(advance + gaps, 0)
-        np.add.accumulate(steps if valid is None else steps * valid[:, 1:], axis=1, out=x[:, 1:])
+    np.add.accumulate(steps if valid is None else steps * valid[:, 1:], axis=1, out=x[:, 1:])
     # (B,) width of each composition; box-cropped digits end in order, so the last one's end.
-    natural = (x + crop_width).max(axis=1) if np.ndim(crop_start) else x[:, -1] + DIGIT_SIZE
+    natural = (x + crop_width).max(axis=1) if ink_crop else x[:, -1] + DIGIT_SIZE
 
     if options.fit == "pad":
         if natural.max() > width:
@@ -115,9 +116,9 @@ def compose(
 
     # The 28-column window of each glyph starts this many columns left of its kept part.
     window = offset[:, None] + x
-    if np.ndim(crop_start):
+    if ink_crop:
         window -= crop_start
-    overlapping = options.digit_crop == "ink" or (gaps.size > 0 and gaps.min() < 0)
+    overlapping = ink_crop or (n_slots > 1 and gaps.min() < 0)
     boxes = _ink_boxes_in_output(ink_boxes, window, valid)
 
     if padded is None or padded.all():
@@ -176,44 +177,34 @@ def _place(
     rows = np.ndarray(
         buffer=canvas, dtype=row_type, shape=(canvas.size - DIGIT_SIZE + 1,), strides=(1,)
     )
-    # (B, L) byte offset of each glyph's top row
-    starts = _sample_offsets(n_samples, padded_width, margin) + window
-    row_offsets = _row_offsets(padded_width)  # (28,)
+    # (B, L, 28) byte offset of each row of each glyph
+    targets = window[..., None] + _row_starts(n_samples, padded_width, margin)
     glyph_rows = np.ascontiguousarray(glyphs).view(row_type)[..., 0]  # (B, L, 28)
     if not overlapping:
         if valid is None:
-            targets = starts.reshape(-1, 1) + row_offsets
             rows[targets.ravel()] = glyph_rows.ravel()
         else:
-            targets = starts[valid][:, None] + row_offsets
-            rows[targets.ravel()] = glyph_rows[valid].ravel()
+            rows[targets[valid].ravel()] = glyph_rows[valid].ravel()
     else:
         for slot in range(n_slots):
             present = slice(None) if valid is None else valid[:, slot]
-            targets = (starts[present, slot][:, None] + row_offsets).ravel()
-            current = rows[targets].view(np.uint8)
+            targets_of_slot = targets[present, slot].ravel()
+            current = rows[targets_of_slot].view(np.uint8)
             np.maximum(current, glyph_rows[present, slot].ravel().view(np.uint8), out=current)
-            rows[targets] = current.view(row_type)
+            rows[targets_of_slot] = current.view(row_type)
     if margin:
         return canvas[:, :, margin : margin + width]
     return canvas
 
 
 @lru_cache(maxsize=64)
-def _sample_offsets(n_samples: int, padded_width: int, margin: int) -> IntArray:
-    """Return the ``(B, 1)`` byte offset of each sample's first row, past the left margin."""
-    offsets = np.arange(n_samples, dtype=np.int64)[:, None] * (DIGIT_SIZE * padded_width)
-    offsets += margin
-    offsets.flags.writeable = False
-    return offsets
-
-
-@lru_cache(maxsize=64)
-def _row_offsets(width: int) -> IntArray:
-    """Return the byte offset of each of the 28 rows of a ``width``-column canvas."""
-    offsets = np.arange(DIGIT_SIZE, dtype=np.int64) * width
-    offsets.flags.writeable = False
-    return offsets
+def _row_starts(n_samples: int, padded_width: int, margin: int) -> IntArray:
+    """Return the ``(B, 1, 28)`` byte offset of each row of each sample, past the left margin."""
+    sample_starts = np.arange(n_samples, dtype=np.int64) * (DIGIT_SIZE * padded_width) + margin
+    row_starts = np.arange(DIGIT_SIZE, dtype=np.int64) * padded_width
+    starts = sample_starts[:, None, None] + row_starts
+    starts.flags.writeable = False
+    return starts
 
 
 def _finish(
@@ -226,7 +217,7 @@ def _finish(
         if dtype is np.uint8:
             out_u8 = np.ascontiguousarray(raw)
             return np.subtract(255, out_u8, dtype=np.uint8) if background == "white" else out_u8
-        values = np.divide(raw, np.float32(255), dtype=np.float32)
+        values = raw / _BYTE_MAX  # float32, exactly as raw.astype(float32) / 255
     else:
         values = raw.astype(np.float32, copy=False)
     if background == "white":

@@ -130,7 +130,7 @@ class StorageConfig:
     # gzip level 0..9 (ignored by lzf and none)
     compression_level: int = 4
     # samples per HDF5 chunk of `images`; small chunks make shuffled single-sample reads fast
-    chunk_samples: int = 16
+    chunk_samples: int = 8
 
     def __post_init__(self) -> None:
         if not 0 <= self.compression_level <= 9:

@@ -37,6 +37,7 @@ import threading
 import zipfile
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +125,11 @@ class MnistSplit:
     ink_boxes: npt.NDArray[np.int16]
     location: str
     source: str
+
+    @cached_property
+    def missing_labels(self) -> frozenset[int]:
+        """Labels with no sample: empty for real MNIST, so a draw can skip checking counts."""
+        return frozenset(int(label) for label in np.flatnonzero(self.label_counts == 0))
 
 
 def cache_dir() -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from functools import lru_cache
 
 
 class Fit(Enum):
@@ -66,7 +65,6 @@ class ComposeOptions:
     background: str = Background.black.value
 
     @classmethod
-    @lru_cache(maxsize=128)  # the single-image API validates the same four strings every call
     def of(
         cls, fit: object, align: object, digit_crop: object, background: object
     ) -> ComposeOptions:
@@ -75,9 +73,19 @@ class ComposeOptions:
         Raises:
             ValueError: an option is not one of its valid values.
         """
-        return cls(
+        key = (fit, align, digit_crop, background)
+        try:  # the single-image API validates the same four strings on every call
+            return _VALIDATED[key]
+        except (KeyError, TypeError):  # TypeError: an unhashable value, reported below
+            pass
+        options = cls(
             parse_option(Fit, fit, "fit"),
             parse_option(Align, align, "align"),
             parse_option(DigitCrop, digit_crop, "digit_crop"),
             parse_option(Background, background, "background"),
         )
+        _VALIDATED[key] = options  # only valid keys get here: at most a few dozen
+        return options
+
+
+_VALIDATED: dict[tuple[object, ...], ComposeOptions] = {}

@@ -127,7 +127,8 @@ def generate_batch(
     n_samples, n_slots = digits.shape
     # One draw of uniform floats serves both choices: the sample of each digit, then each gap.
     uniform = rng.random((n_samples, 2 * n_slots - 1))
-    source_index = draw_sources(split, digits, lengths_64, uniform[:, :n_slots])
+    valid = None if lengths_64.min() == n_slots else np.arange(n_slots) < lengths_64[:, None]
+    source_index = draw_sources(split, digits, valid, uniform[:, :n_slots])
     gaps = spacing[0] + (uniform[:, n_slots:] * (spacing[1] - spacing[0] + 1)).astype(np.int64)
     safe_index = np.maximum(source_index, 0)
     images, boxes = compose(
@@ -146,34 +147,29 @@ def generate_batch(
 def draw_sources(
     split: MnistSplit,
     digits: npt.NDArray[np.integer[Any]],
-    lengths: npt.NDArray[np.int64],
+    valid: npt.NDArray[np.bool_] | None,
     uniform: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.int32]:
     """Pick, uniformly and independently, an MNIST sample of each digit's label.
 
     Args:
         split: the MNIST split to draw from.
-        digits: ``(B, L)`` labels; entries past each length are ignored.
-        lengths: ``(B,)`` number of digits of each sample.
+        digits: ``(B, L)`` labels; entries where ``valid`` is False are ignored.
+        valid: ``(B, L)`` which slots hold a digit, or None when all do.
         uniform: ``(B, L)`` floats uniform on [0, 1), one per digit.
 
     Returns:
-        ``(B, L) int32`` indices into ``split.images``; ``-1`` past each sample's length.
+        ``(B, L) int32`` indices into ``split.images``; ``-1`` where ``valid`` is False.
 
     Raises:
         ValueError: the split holds no sample of a requested label.
     """
-    valid = (
-        None if lengths.min() == digits.shape[1] else np.arange(digits.shape[1]) < lengths[:, None]
-    )
     labels = digits if valid is None else np.where(valid, digits, 0)
-    first = split.label_starts[labels]
-    counts = split.label_starts[labels + 1] - first
-    if counts.min() < 1:
+    counts = split.label_counts[labels]
+    if split.missing_labels and counts.min() < 1:
         missing = int(labels[counts < 1][0])
         raise ValueError(f"MNIST {split.source} split at {split.location} has no digit {missing}")
-    offsets = (uniform * counts).astype(np.int64)
-    chosen = split.label_order[first + offsets].astype(np.int32, copy=False)
+    chosen = split.label_order[split.label_starts[labels] + (uniform * counts).astype(np.int64)]
     return chosen if valid is None else np.where(valid, chosen, np.int32(-1))
 
 
@@ -207,7 +203,7 @@ def validate_digits(digits: object) -> npt.NDArray[np.int64]:
         raise TypeError(f"digits[{index}] is {value!r}, expected an integer in 0..9")
     if array.min() < 0 or array.max() > 9:
         index = int(np.flatnonzero((array < 0) | (array > 9))[0])
-        raise ValueError(f"digits[{index}] is {array[index]!r}, expected an integer in 0..9")
+        raise ValueError(f"digits[{index}] is {int(array[index])!r}, expected an integer in 0..9")
     return array.astype(np.int64)
 
 
