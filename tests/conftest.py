@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import struct
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +87,51 @@ def tiny_mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_idx(folder / (FILES[source]["images"] + suffix), images)
         write_idx(folder / (FILES[source]["labels"] + suffix), labels)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(real_mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run directory of ``seqbuilder build +preset=tiny``, built once by the real command.
+
+    Built in a subprocess (``python -m seqbuilder``), with its own empty cache and no mirrors,
+    so it exercises the console entry point exactly as a user runs it. Treat it as read-only.
+    """
+    root = tmp_path_factory.mktemp("tiny-build")
+    run_dir = root / "run"
+    env = {
+        **os.environ,
+        "SEQBUILDER_DATA": str(real_mnist_dir),
+        "XDG_CACHE_HOME": str(root / "xdg-cache"),
+        "SEQBUILDER_MNIST_MIRRORS": "",
+    }
+    command = [sys.executable, "-m", "seqbuilder", "build", "+preset=tiny"]
+    result = subprocess.run(
+        [*command, f"hydra.run.dir={run_dir}"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(command)} exited {result.returncode}: {result.stderr}")
+    return run_dir
+
+
+@pytest.fixture
+def isolated_logging() -> Iterator[None]:
+    """Remove the root handlers an in-process Hydra run installs, and close its build.log.
+
+    Hydra points a console handler at the ``sys.stdout`` of the moment (in a test, capsys's
+    stream, closed after the test), so a later log record would print "--- Logging error ---"
+    into another test's stderr. pytest's own capture handlers are left to pytest.
+    """
+    root = logging.getLogger()
+    before, level = set(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in before and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
