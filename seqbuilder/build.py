@@ -12,18 +12,21 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, NoReturn
 
 import hydra
+import numpy as np
+import numpy.typing as npt
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from .card import write_card, write_dataset_info
+from .chunks import encode_chunks
 from .config import BuildConfig, register_configs
 from .gallery import render_gallery_file
 from .mnist import load_mnist
-from .plan import Block, Recipe, SplitPlan, make_block, make_recipe, split_plans
+from .plan import BLOCK_SAMPLES, Block, Recipe, SplitPlan, make_block, make_recipe, split_plans
 from .store import SplitWriter
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,9 @@ def preflight(argv: list[str]) -> None:
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    parser.error = _raise_usage_error  # type: ignore[method-assign]
+    args = parser.parse_args(argv)
     if (
         args.help
         or args.hydra_help
@@ -89,6 +94,11 @@ def preflight(argv: list[str]) -> None:
             recipe = make_recipe(config)
             for plan in split_plans(config):
                 load_mnist(plan.source, recipe.data_dir)
+
+
+def _raise_usage_error(message: str) -> NoReturn:
+    """Report a bad ``seqbuilder build`` flag as one error line, not Hydra's usage text."""
+    raise ValueError(f"build: {message} (see seqbuilder build --help)")
 
 
 def build(config: BuildConfig, config_yaml: str, run_dir: Path, *, command: str) -> list[Path]:
@@ -158,16 +168,59 @@ def _write_split(
         ) as writer,
         tqdm(total=plan.count, desc=f"{plan.name}.h5", unit="img", unit_scale=True) as bar,
     ):
-        for block in _blocks(recipe, plan, workers):
-            writer.write(*block)
+        # Workers compress the chunks (the costly part) on every core; the writer only stores
+        # bytes. That needs blocks made of whole chunks, and a filter we can run outside HDF5.
+        encoding = None
+        if writer.accepts_encoded and BLOCK_SAMPLES % writer.chunk_samples == 0:
+            encoding = Encoding(writer.chunk_samples, writer.compression, storage.compression_level)
+        for block in _blocks(recipe, plan, workers, encoding):
+            if isinstance(block, EncodedBlock):
+                writer.write_encoded(*block)
+            else:
+                writer.write(*block)
             bar.update(len(block.lengths))
 
 
-def _blocks(recipe: Recipe, plan: SplitPlan, workers: int) -> Iterator[Block]:
-    """Yield the blocks of ``plan`` in order, computed by ``workers`` processes."""
+class Encoding(NamedTuple):
+    """How workers turn a block's images into stored chunks."""
+
+    chunk_samples: int
+    compression: str
+    level: int
+
+
+class EncodedBlock(NamedTuple):
+    """A block whose images are already finished HDF5 chunks: ``(data, filter_mask)``."""
+
+    chunks: list[tuple[bytes, int]]
+    labels: npt.NDArray[np.int8]
+    lengths: npt.NDArray[np.int16]
+    boxes: npt.NDArray[np.int16]
+    source_index: npt.NDArray[np.int32]
+
+
+def make_stored_block(
+    recipe: Recipe, plan: SplitPlan, block_id: int, encoding: Encoding | None
+) -> Block | EncodedBlock:
+    """Make block ``block_id``; with an ``encoding``, turn its images into stored chunks."""
+    block = make_block(recipe, plan, block_id)
+    if encoding is None:
+        return block
+    chunks = encode_chunks(block.images, *encoding)
+    return EncodedBlock(chunks, block.labels, block.lengths, block.boxes, block.source_index)
+
+
+def _blocks(
+    recipe: Recipe, plan: SplitPlan, workers: int, encoding: Encoding | None
+) -> Iterator[Block | EncodedBlock]:
+    """Yield the blocks of ``plan`` in order, computed by ``workers`` processes.
+
+    At most ``_IN_FLIGHT_PER_WORKER * workers`` blocks are queued or waiting to be written,
+    so memory stays bounded however fast the workers are.
+    """
     if workers <= 1 or plan.n_blocks <= 1:
         for block_id in range(plan.n_blocks):
-            yield make_block(recipe, plan, block_id)
+            yield make_stored_block(recipe, plan, block_id, encoding)
         return
     # fork shares the parent's loaded MNIST with the workers for free; spawn reloads it.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
@@ -175,7 +228,8 @@ def _blocks(recipe: Recipe, plan: SplitPlan, workers: int) -> Iterator[Block]:
     with context.Pool(min(workers, plan.n_blocks)) as pool:
         pending: deque[Any] = deque()
         for block_id in range(plan.n_blocks):
-            pending.append(pool.apply_async(make_block, (recipe, plan, block_id)))
+            task = (recipe, plan, block_id, encoding)
+            pending.append(pool.apply_async(make_stored_block, task))
             if len(pending) >= _IN_FLIGHT_PER_WORKER * workers:
                 yield pending.popleft().get()
         while pending:

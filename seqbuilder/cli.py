@@ -51,6 +51,9 @@ def _guard(action: Callable[[], int]) -> int:
 
     try:
         return action()
+    except BrokenPipeError:  # e.g. `seqbuilder info FILE | head`: the reader left early
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (UserError, SeqbuilderError, ValueError, TypeError, OSError) as error:
         return _report(_describe(error))
     except (HydraException, OmegaConfBaseException) as error:

@@ -49,6 +49,8 @@ class Compression(Enum):
     gzip = "gzip"
     lzf = "lzf"
     none = "none"
+    zstd = "zstd"
+    blosc = "blosc"
 
 
 class ConfigError(ValueError):
@@ -125,9 +127,9 @@ def _default_splits() -> dict[str, SplitConfig]:
 class StorageConfig:
     # image dtype on disk: uint8 (round(value * 255)) or float32
     dtype: StorageDtype = StorageDtype.uint8
-    # HDF5 filter of `images`: gzip, lzf or none
+    # HDF5 filter of `images`: gzip, lzf, none, or zstd/blosc (these need seqbuilder[fast])
     compression: Compression = Compression.gzip
-    # gzip level 0..9 (ignored by lzf and none)
+    # gzip level 0..9 (also the zstd and blosc level; ignored by lzf and none)
     compression_level: int = 4
     # samples per HDF5 chunk of `images`; small chunks make shuffled single-sample reads fast
     chunk_samples: int = 8

@@ -24,6 +24,7 @@ import io
 import math
 import os
 import struct
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -108,6 +109,10 @@ def _parse_header(head: bytes, name: str) -> _Header:
             f"{name}: truncated header: {ndim} dims need {size} header bytes, file has {len(head)}"
         )
     dims = struct.unpack(f">{ndim}I", head[4:size])
+    # A zero dim makes the payload empty, so the length check passes, but numpy still refuses
+    # a shape whose other dims multiply past its index range; no real file looks like that.
+    if 0 in dims and math.prod(dim for dim in dims if dim) * dtype.itemsize > sys.maxsize:
+        raise IdxFormatError(f"{name}: dims {dims} are empty yet overflow any addressable size")
     return _Header(magic, dtype, dims, size)
 
 

@@ -71,10 +71,26 @@ def describe(path: str | os.PathLike[str]) -> str:
     return "\n".join(lines)
 
 
+# HDF5 filter ids of the compressions seqbuilder writes (the plugins' registered ids).
+_FILTER_NAMES = {1: "gzip", 32000: "lzf", 32001: "blosc", 32015: "zstd"}
+
+
+def _compression(dataset: h5py.Dataset) -> str:
+    """Name the compression filter of ``dataset``, with its level where it has one."""
+    if dataset.is_virtual:
+        return "virtual"
+    plist = dataset.id.get_create_plist()
+    for index in range(plist.get_nfilters()):
+        code, _flags, values, _name = plist.get_filter(index)
+        if code in _FILTER_NAMES:
+            name = _FILTER_NAMES[code]
+            level = {"gzip": 0, "zstd": 0, "blosc": 4}.get(name)
+            return f"{name} level {values[level]}" if level is not None else name
+    return "none"
+
+
 def _dataset_row(dataset: h5py.Dataset) -> str:
-    compression = dataset.compression or "none"
-    if compression == "gzip":
-        compression = f"gzip level {dataset.compression_opts}"
+    compression = _compression(dataset)
     raw = dataset.size * dataset.dtype.itemsize
     stored = dataset.id.get_storage_size()
     shape, chunks = str(dataset.shape), str(dataset.chunks or dataset.shape)

@@ -11,16 +11,24 @@ Usage::
     ds = SequenceDataset("outputs/.../train.h5")  # validated now, opened lazily per process
     image, label = ds[0]                           # (28, W) float32 in [0, 1]; int64 digits
     images, labels = read_samples("outputs/.../train.h5", [0, 5])  # (2, 28, W); ["0965", "31"]
+
+For generative models, which condition on a fixed-size label and usually want images in
+[-1, 1] (a tanh output)::
+
+    ds = SequenceDataset(path, label_format="padded", value_range=(-1, 1))
+    image, label = ds[0]  # (28, W) float32 in [-1, 1]; (L,) int64, e.g. [0, 9, 6, 5, -1, -1]
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import operator
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, SupportsIndex
+from typing import Any, Literal, SupportsIndex, get_args
 
 import h5py
 import numpy as np
@@ -39,6 +47,9 @@ from .store import (
     SOURCE_INDEX,
     STORAGE_DTYPES,
 )
+
+LabelFormat = Literal["digits", "padded"]
+LABEL_FORMATS: tuple[str, ...] = get_args(LabelFormat)
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ def _open_h5(path: Path, **options: Any) -> h5py.File:
             raise DatasetFormatError(f"{name}: empty file, expected an HDF5 file from seqbuilder")
         if not h5py.is_hdf5(name):
             raise DatasetFormatError(f"{name}: not an HDF5 file")
+        _register_plugins()
         return h5py.File(name, "r", **options)
     except FileNotFoundError as error:
         raise DatasetFormatError(f"{name}: no such file") from error
@@ -74,6 +86,12 @@ def _open_h5(path: Path, **options: Any) -> h5py.File:
                 f"{name}: truncated file ({size} bytes); it was cut short, copy or build it again"
             ) from error
         raise DatasetFormatError(f"{name}: cannot open as HDF5 ({_reason(error)})") from error
+
+
+def _register_plugins() -> None:
+    """Make zstd and blosc files readable when the optional hdf5plugin is installed."""
+    with contextlib.suppress(ImportError):
+        import hdf5plugin  # noqa: F401  (importing registers the filters with HDF5)
 
 
 def _reason(error: OSError) -> str:
@@ -150,15 +168,36 @@ class SequenceDataset:
     the few numbers learnt from validation, never an open handle. ``labels`` and ``lengths``
     (L + 2 bytes per sample) are read once per process; images are read per sample.
 
+    The defaults give the contract's samples. Code that trains a generative model usually wants
+    a fixed-size conditioning label and images in a tanh's range: ``label_format="padded"`` and
+    ``value_range=(-1, 1)``.
+
     Args:
         path: A ``<split>.h5`` file written by seqbuilder.
+        label_format: ``"digits"``: a label is the ``(length,)`` int64 digits. ``"padded"``: a
+            ``(max_length,)`` int64 array, the digits left-aligned, then ``pad_value``.
+        pad_value: What fills a ``"padded"`` label after the digits (default -1; e.g. 10 for
+            an embedding table with a "no digit" row).
+        value_range: ``(low, high)``, the values that stored 0 and 1 map to, linearly: the
+            default ``(0, 1)`` leaves images as stored, ``(-1, 1)`` gives ``2 * x - 1``.
 
     Raises:
         DatasetFormatError: The file is missing, not HDF5, truncated, lacks a dataset, has
             inconsistent datasets or a newer ``format_version``.
+        ValueError: ``label_format`` is not one of ``"digits"``, ``"padded"``; ``pad_value`` is
+            a digit 0..9; ``value_range`` is not two finite numbers with ``low < high``.
+        TypeError: ``pad_value`` is not an integer.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        label_format: LabelFormat = "digits",
+        pad_value: int = -1,
+        value_range: tuple[float, float] = (0.0, 1.0),
+    ) -> None:
+        self._options = _check_options(label_format, pad_value, value_range)
         self.path = Path(path)
         with _open_h5(self.path) as file:
             self._layout = _validate(file, os.fspath(path))
@@ -172,11 +211,12 @@ class SequenceDataset:
         self._lengths: npt.NDArray[np.int16] = np.zeros(0, np.int16)  # (N,)
 
     def __getstate__(self) -> dict[str, object]:
-        return {"path": self.path, "layout": self._layout}
+        return {"path": self.path, "layout": self._layout, "options": self._options}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path = state["path"]
         self._layout = state["layout"]
+        self._options = state.get("options", _ReadOptions())
         self._reset()
 
     def __len__(self) -> int:
@@ -196,7 +236,8 @@ class SequenceDataset:
 
         Returns:
             ``(image, label)``: image ``(28, W)`` float32 in [0, 1] (uint8 files give
-            ``value / 255``), label ``(length,)`` int64 digits.
+            ``value / 255``), or in ``value_range``; label ``(length,)`` int64 digits, or
+            ``(max_length,)`` padded with ``pad_value`` when ``label_format="padded"``.
 
         Raises:
             IndexError: ``index`` is out of range.
@@ -212,8 +253,16 @@ class SequenceDataset:
                 f"{self.path}: sample {position} is corrupt ({_reason(error)})"
             ) from error
         image = raw if raw.dtype == np.float32 else np.divide(raw, 255, dtype=np.float32)
-        label = self._labels[position, : self._lengths[position]].astype(np.int64)
-        return image, label
+        options = self._options
+        if options.value_range != (0.0, 1.0):
+            low, high = options.value_range
+            image = (image * np.float32(high - low) + np.float32(low)).astype(np.float32)
+        length = self._lengths[position]
+        if options.label_format == "padded":
+            label = np.full(self._layout.max_length, options.pad_value, dtype=np.int64)
+            label[:length] = self._labels[position, :length]
+            return image, label
+        return image, self._labels[position, :length].astype(np.int64)
 
     @property
     def attrs(self) -> dict[str, object]:
@@ -267,6 +316,39 @@ class SequenceDataset:
             self._lengths = self._file[LENGTHS][()]
             self._pid = os.getpid()
         return self._images
+
+
+@dataclass(frozen=True)
+class _ReadOptions:
+    """How :class:`SequenceDataset` presents a sample; picklable with it."""
+
+    label_format: str = "digits"
+    pad_value: int = -1
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+
+def _check_options(
+    label_format: str, pad_value: int, value_range: tuple[float, float]
+) -> _ReadOptions:
+    if label_format not in LABEL_FORMATS:
+        raise ValueError(
+            f"label_format={label_format!r}, expected one of {', '.join(map(repr, LABEL_FORMATS))}"
+        )
+    if isinstance(pad_value, bool) or not isinstance(pad_value, (int, np.integer)):
+        raise TypeError(f"pad_value={pad_value!r}, expected an integer")
+    if 0 <= pad_value <= 9:
+        raise ValueError(f"pad_value={pad_value!r} is a digit, expected a value outside 0..9")
+    try:
+        low, high = (float(value) for value in value_range)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"value_range={value_range!r}, expected (low, high), e.g. (-1, 1)"
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(
+            f"value_range={value_range!r}, expected finite (low, high) with low < high"
+        )
+    return _ReadOptions(label_format, int(pad_value), (low, high))
 
 
 def read_samples(

@@ -37,6 +37,8 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from .chunks import can_encode
+
 if TYPE_CHECKING:
     from .info import describe as describe
     from .reader import SequenceDataset as SequenceDataset
@@ -57,7 +59,9 @@ DATASETS = (IMAGES, LABELS, LENGTHS, BOXES, SOURCE_INDEX)
 
 #: Storage choices, as spelled in the ``storage`` config group.
 STORAGE_DTYPES = ("uint8", "float32")
-COMPRESSIONS = ("gzip", "lzf", "none")
+COMPRESSIONS = ("gzip", "lzf", "none", "zstd", "blosc")
+#: Filters that need the optional ``hdf5plugin`` package (``pip install 'seqbuilder[fast]'``).
+PLUGIN_COMPRESSIONS = ("zstd", "blosc")
 DEFAULT_COMPRESSION_LEVEL = 4
 # 8 samples of width 200 are a 44 KiB chunk: a shuffled read decompresses it in ~0.15 ms while
 # the file stays within 3% of the best gzip ratio (benchmarks/bench_read.py has the table).
@@ -174,6 +178,7 @@ class SplitWriter:
         self.count, self.width, self.max_length = count, width, max_length
         self._dtype = np.dtype(dtype)
         self._chunk = min(chunk_samples, count)
+        self._compression = compression
         file_attrs = _file_attrs(attrs, width)
         self._received = 0  # rows handed to write()
         self._written = 0  # rows stored in the file
@@ -238,6 +243,63 @@ class SplitWriter:
         self._received += rows
         self._flush(final=self._received == self.count)
 
+    @property
+    def chunk_samples(self) -> int:
+        """Samples per ``images`` chunk (the configured size, capped at ``count``)."""
+        return self._chunk
+
+    @property
+    def accepts_encoded(self) -> bool:
+        """Whether :meth:`write_encoded` applies to this file's compression."""
+        return can_encode(self._compression)
+
+    @property
+    def compression(self) -> str:
+        """The ``images`` compression: gzip, lzf, none, zstd or blosc."""
+        return self._compression
+
+    def write_encoded(
+        self,
+        chunks: Sequence[tuple[bytes, int]],
+        labels: npt.NDArray[Any],
+        lengths: npt.NDArray[Any],
+        boxes: npt.NDArray[Any],
+        source_index: npt.NDArray[Any],
+    ) -> None:
+        """Append B samples whose ``images`` chunks were made by ``chunks.encode_chunks``.
+
+        The chunks are stored as they are (HDF5 direct chunk write), so compression can run in
+        worker processes and this process only moves bytes. The block must start on a chunk
+        boundary and fill whole chunks, except at the end of the file.
+
+        Raises:
+            ValueError: the compression cannot be encoded outside HDF5, the block is not
+                chunk-aligned, the number of chunks does not match, or it goes past ``count``.
+        """
+        if self._file is None:
+            raise ValueError(f"{self.path}: the writer is closed")
+        if not self.accepts_encoded:
+            raise ValueError(f"{self.path}: {self._compression} chunks cannot be pre-encoded")
+        rows = len(lengths)
+        end = self._received + rows
+        if self._pending_rows or self._received % self._chunk or end > self.count:
+            raise ValueError(
+                f"{self.path}: an encoded block of {rows} samples after {self._received} is not "
+                f"aligned to chunks of {self._chunk} within count={self.count}"
+            )
+        if (end < self.count and rows % self._chunk) or len(chunks) != -(-rows // self._chunk):
+            raise ValueError(
+                f"{self.path}: {len(chunks)} chunks for {rows} samples of chunks of {self._chunk}"
+            )
+        images = self._datasets[IMAGES]
+        for number, (data, mask) in enumerate(chunks):
+            offset = (self._received + number * self._chunk, 0, 0)
+            images.id.write_direct_chunk(offset, data, filter_mask=mask)
+        fields = self._check_fields(rows, labels, lengths, boxes, source_index)
+        for name, array in fields.items():
+            self._datasets[name][self._received : end] = array
+        self._received = self._written = end
+
     def close(self) -> None:
         """Finish the file: check every sample arrived, then move it to its final name.
 
@@ -285,10 +347,6 @@ class SplitWriter:
 
     def _create_datasets(self, compression: str, level: int) -> dict[str, h5py.Dataset]:
         assert self._file is not None
-        filters: dict[str, Any] = {"fletcher32": True}
-        if compression != "none":
-            filters["compression"] = compression
-            filters["compression_opts"] = level if compression == "gzip" else None
         n, length = self.count, self.max_length
         shapes = {
             IMAGES: (n, HEIGHT, self.width),
@@ -301,15 +359,15 @@ class SplitWriter:
         for name, shape in shapes.items():
             dtype = self._dtype if name == IMAGES else np.dtype(_FIELD_DTYPES[name])
             rows = self._chunk if name == IMAGES else min(n, _METADATA_CHUNK_ROWS)
-            shuffle = compression != "none" and dtype.itemsize > 1
+            # Metadata always uses gzip: it is tiny and must open without any plugin.
+            method = compression if name == IMAGES else "gzip"
             datasets[name] = self._file.create_dataset(
                 name,
                 shape=shape,
                 dtype=dtype,
                 chunks=(rows, *shape[1:]),
                 fillvalue=0 if name == IMAGES else PAD,
-                shuffle=shuffle,
-                **filters,
+                **_filters(method, level, dtype.itemsize),
             )
         return datasets
 
@@ -322,15 +380,25 @@ class SplitWriter:
         source_index: npt.NDArray[Any],
     ) -> dict[str, npt.NDArray[Any]]:
         images = np.asarray(images)
-        rows, length = len(images), self.max_length
+        rows = len(images)
         if images.shape[1:] != (HEIGHT, self.width) or images.ndim != 3:
             raise ValueError(f"images has shape {images.shape}, expected (B, 28, {self.width})")
         if images.dtype != self._dtype:
             raise TypeError(f"images has dtype {images.dtype}, expected {self._dtype} (storage)")
         if self._dtype.kind == "f" and rows and not (images.min() >= 0 and images.max() <= 1):
             raise ValueError("float32 images must hold values in [0, 1]")
+        return {IMAGES: images} | self._check_fields(rows, labels, lengths, boxes, source_index)
+
+    def _check_fields(
+        self,
+        rows: int,
+        labels: npt.NDArray[Any],
+        lengths: npt.NDArray[Any],
+        boxes: npt.NDArray[Any],
+        source_index: npt.NDArray[Any],
+    ) -> dict[str, npt.NDArray[Any]]:
+        length = self.max_length
         return {
-            IMAGES: images,
             LABELS: _as_field(LABELS, labels, (rows, length), -1, 9),
             LENGTHS: _as_field(LENGTHS, lengths, (rows,), 1, length),
             BOXES: _as_field(BOXES, boxes, (rows, length, 4), -1, np.iinfo(np.int16).max),
@@ -360,6 +428,33 @@ class SplitWriter:
             if self._pending_rows
             else []
         )
+
+
+def _filters(method: str, level: int, itemsize: int) -> dict[str, Any]:
+    """Return h5py's ``create_dataset`` keywords for one compression method.
+
+    The pipeline is shuffle (multi-byte dtypes), compression, fletcher32: the order h5py uses
+    and :func:`seqbuilder.chunks.encode_chunks` reproduces.
+    """
+    if method == "none":
+        return {"fletcher32": True}
+    if method in ("gzip", "lzf"):
+        options = level if method == "gzip" else None
+        return {
+            "compression": method,
+            "compression_opts": options,
+            "shuffle": itemsize > 1,
+            "fletcher32": True,
+        }
+    try:
+        import hdf5plugin
+    except ImportError:
+        raise ValueError(
+            f"compression={method!r} needs the hdf5plugin package: pip install 'seqbuilder[fast]'"
+        ) from None
+    if method == "zstd":
+        return dict(hdf5plugin.Zstd(clevel=max(level, 1)), fletcher32=True)
+    return dict(hdf5plugin.Blosc(cname="lz4", clevel=level, shuffle=1), fletcher32=True)
 
 
 def _check_layout(count: int, width: int, max_length: int, chunk_samples: int) -> None:

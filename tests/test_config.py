@@ -205,7 +205,7 @@ def test_every_valid_choice_loads(overrides: list[str]) -> None:
         ),
         pytest.param(
             ["storage.compression=brotli"],
-            r"'brotli', expected one of \[gzip, lzf, none\b.*full_key: storage\.compression",
+            r"'brotli', expected one of \[gzip, lzf, none, zstd, blosc\].*full_key: storage\.compression",
             id="compression-unknown",
         ),
         pytest.param(

@@ -265,9 +265,10 @@ def _writer(path: Path, **overrides: Any) -> SplitWriter:
             id="dtype",
         ),
         pytest.param(
-            {"compression": "zstd"},
+            {"compression": "brotli"},
             ValueError,
-            "compression='zstd' is not supported, expected one of 'gzip', 'lzf', 'none'",
+            "compression='brotli' is not supported, expected one of 'gzip', 'lzf', 'none', "
+            "'zstd', 'blosc'",
             id="compression",
         ),
         pytest.param(
