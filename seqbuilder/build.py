@@ -134,10 +134,14 @@ def build(config: BuildConfig, config_yaml: str, run_dir: Path, *, command: str)
             "background": config.background.value,
             "height": 28,
             "width": config.width,
+            "shard_index": plan.shard_index,
+            "shard_count": plan.shard_count,
+            "sample_start": plan.sample_start,
+            "split_count": plan.count,
         }
         _write_split(recipe, plan, path, config, attrs, workers)
         written.append(path)
-        if config.gallery.count and plan.count:
+        if config.gallery.count and plan.stored_count:
             render_gallery_file(path, config.gallery.count, run_dir / f"gallery_{plan.name}.png")
     write_dataset_info(run_dir, config_yaml, written, {s: m.sha256 for s, m in sources.items()})
     write_card(run_dir, command, config, written)
@@ -157,7 +161,7 @@ def _write_split(
     with (
         SplitWriter(
             path,
-            count=plan.count,
+            count=plan.stored_count,
             width=config.width,
             max_length=recipe.max_length,
             dtype=storage.dtype.value,
@@ -166,7 +170,7 @@ def _write_split(
             chunk_samples=storage.chunk_samples,
             attrs=attrs,
         ) as writer,
-        tqdm(total=plan.count, desc=f"{plan.name}.h5", unit="img", unit_scale=True) as bar,
+        tqdm(total=plan.stored_count, desc=f"{plan.name}.h5", unit="img", unit_scale=True) as bar,
     ):
         # Workers compress the chunks (the costly part) on every core; the writer only stores
         # bytes. That needs blocks made of whole chunks, and a filter we can run outside HDF5.
@@ -218,16 +222,17 @@ def _blocks(
     At most ``_IN_FLIGHT_PER_WORKER * workers`` blocks are queued or waiting to be written,
     so memory stays bounded however fast the workers are.
     """
-    if workers <= 1 or plan.n_blocks <= 1:
-        for block_id in range(plan.n_blocks):
+    block_ids = plan.block_ids
+    if workers <= 1 or len(block_ids) <= 1:
+        for block_id in block_ids:
             yield make_stored_block(recipe, plan, block_id, encoding)
         return
     # fork shares the parent's loaded MNIST with the workers for free; spawn reloads it.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    with context.Pool(min(workers, plan.n_blocks)) as pool:
+    with context.Pool(min(workers, len(block_ids))) as pool:
         pending: deque[Any] = deque()
-        for block_id in range(plan.n_blocks):
+        for block_id in block_ids:
             task = (recipe, plan, block_id, encoding)
             pending.append(pool.apply_async(make_stored_block, task))
             if len(pending) >= _IN_FLIGHT_PER_WORKER * workers:

@@ -39,7 +39,7 @@ def write_dataset_info(
         with h5py.File(path, "r") as file:
             splits[path.stem] = {
                 "file": path.name,
-                "count": int(file["lengths"].shape[0]),
+                "count": _count(path),
                 "bytes": path.stat().st_size,
                 "source": str(file.attrs["source"]),
             }
@@ -65,8 +65,14 @@ def write_card(
     run_dir: Path, command: str, config: BuildConfig, split_files: Sequence[Path]
 ) -> Path:
     """Write the dataset card ``README.md``: what was built, how, and its licence."""
-    splits = [(path.name, config.splits[path.stem]) for path in split_files]
-    rows = "\n".join(f"| `{name}` | {s.count} | MNIST {s.source.value} |" for name, s in splits)
+    rows = "\n".join(
+        f"| `{path.name}` | {_count(path)} | MNIST {config.splits[path.stem].source.value} |"
+        for path in split_files
+    )
+    shard = config.shard
+    if shard.count > 1:
+        rows += f"\n\nThis is shard {shard.index} of {shard.count}: join the shards with "
+        rows += "`seqbuilder merge RUN_DIR... --output DIR`."
     sequences = config.sequences
     if sequences.kind.value == "random":
         what = f"random digit strings of {sequences.min_length} to {sequences.max_length} digits"
@@ -98,6 +104,12 @@ The digit images come from the MNIST database, so this dataset inherits its lice
 {MNIST_LICENSE}.
 """
     return _write_text(run_dir / "README.md", text)
+
+
+def _count(path: Path) -> int:
+    """Samples stored in a split file."""
+    with h5py.File(path, "r") as file:
+        return int(file["lengths"].shape[0])
 
 
 def _write_text(path: Path, text: str) -> Path:

@@ -1,4 +1,4 @@
-"""The ``seqbuilder`` command line: ``image``, ``build``, ``gallery`` and ``info``.
+"""The ``seqbuilder`` command line: ``image``, ``build``, ``gallery``, ``merge`` and ``info``.
 
 This is the one place that prints results and turns user errors into exit status 2 with a
 single ``seqbuilder: error: ...`` line on stderr.
@@ -115,6 +115,16 @@ def _make_parser() -> _Parser:
     gallery.add_argument("--output", type=Path, default=None, help="PNG path")
     gallery.set_defaults(command=_gallery)
 
+    merge = commands.add_parser(
+        "merge",
+        help="join the shard runs of a sharded build into one file per split",
+        description="Join the <split>.h5 files of the runs of a sharded build (shard.count > 1) "
+        "into DIR/<split>.h5, as HDF5 virtual datasets that read the shard files in place.",
+    )
+    merge.add_argument("runs", metavar="RUN_DIR", type=Path, nargs="+")
+    merge.add_argument("--output", type=Path, required=True, metavar="DIR")
+    merge.set_defaults(command=_merge)
+
     info = commands.add_parser("info", help="a summary of a built file")
     info.add_argument("file", metavar="FILE.h5", type=Path)
     info.set_defaults(command=_info)
@@ -157,6 +167,14 @@ def _gallery(args: argparse.Namespace) -> int:
         raise UserError(f"--count {args.count} is too small, expected at least 1")
     output = args.output if args.output is not None else Path(f"{args.file.stem}_gallery.png")
     print(render_gallery_file(args.file, args.count, output))
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from .merge import merge_runs
+
+    for path in merge_runs(args.runs, args.output):
+        print(path)
     return 0
 
 

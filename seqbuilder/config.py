@@ -154,6 +154,20 @@ class GalleryConfig:
 
 
 @dataclass
+class ShardConfig:
+    # which share of every split this run builds, 0 <= index < count
+    index: int = 0
+    # how many runs share the build (join their files with `seqbuilder merge`)
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ConfigError(f"shard.count ({self.count}) must be >= 1")
+        if not 0 <= self.index < self.count:
+            raise ConfigError(f"shard.index ({self.index}) must be in 0..{self.count - 1}")
+
+
+@dataclass
 class BuildConfig:
     # the whole build is a pure function of the configuration and this seed
     seed: int = 0
@@ -181,6 +195,8 @@ class BuildConfig:
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
     # worker processes; 0 uses every core; the output does not depend on it
     workers: int = 0
+    # build only one share of every split, for many machines
+    shard: ShardConfig = field(default_factory=ShardConfig)
 
     def __post_init__(self) -> None:
         if self.seed < 0:

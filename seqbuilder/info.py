@@ -65,8 +65,12 @@ def describe(path: str | os.PathLike[str]) -> str:
         f"background:    {attrs.get('background')}",
         f"format:        version {attrs.get('format_version')}, "
         f"written by seqbuilder {attrs.get('seqbuilder_version')}",
-        f"read latency:  {_read_latency(dataset):.0f} µs mean per random sample "
-        f"({_LATENCY_READS} reads, freshly opened)",
+        (
+            f"read latency:  {_read_latency(dataset):.0f} µs mean per random sample "
+            f"({_LATENCY_READS} reads, freshly opened)"
+            if len(dataset)
+            else "read latency:  n/a (no samples)"
+        ),
     ]
     return "\n".join(lines)
 

@@ -53,11 +53,17 @@ class Recipe:
 
 @dataclass(frozen=True)
 class SplitPlan:
-    """One split: its name, seed id, sample count and MNIST source."""
+    """One split: its name, sample count and MNIST source, and this shard's share of it.
+
+    A split's blocks are dealt to ``shard_count`` shards as contiguous ranges, so shard files
+    join end to end and every shard is independent of the others.
+    """
 
     name: str
     count: int
     source: str
+    shard_index: int = 0
+    shard_count: int = 1
 
     @property
     def split_id(self) -> int:
@@ -66,8 +72,25 @@ class SplitPlan:
 
     @property
     def n_blocks(self) -> int:
-        """Number of blocks, the last one possibly short."""
+        """Number of blocks of the whole split, the last one possibly short."""
         return -(-self.count // BLOCK_SAMPLES)
+
+    @property
+    def block_ids(self) -> range:
+        """The blocks this shard builds."""
+        total = self.n_blocks
+        first = total * self.shard_index // self.shard_count
+        return range(first, total * (self.shard_index + 1) // self.shard_count)
+
+    @property
+    def sample_start(self) -> int:
+        """Index, in the whole split, of this shard's first sample."""
+        return min(self.block_ids.start * BLOCK_SAMPLES, self.count)
+
+    @property
+    def stored_count(self) -> int:
+        """Samples this shard writes (all of them when unsharded)."""
+        return min(self.block_ids.stop * BLOCK_SAMPLES, self.count) - self.sample_start
 
     def block_size(self, block_id: int) -> int:
         """Number of samples in block ``block_id``."""
@@ -111,7 +134,11 @@ def make_recipe(config: BuildConfig) -> Recipe:
 
 def split_plans(config: BuildConfig) -> list[SplitPlan]:
     """Return the splits to build, in the config's order."""
-    return [SplitPlan(name, s.count, s.source.value) for name, s in config.splits.items()]
+    shard = config.shard
+    return [
+        SplitPlan(name, split.count, split.source.value, shard.index, shard.count)
+        for name, split in config.splits.items()
+    ]
 
 
 def make_block(recipe: Recipe, plan: SplitPlan, block_id: int) -> Block:

@@ -100,6 +100,22 @@ def _reason(error: OSError) -> str:
     return text.split("(", 1)[-1].rstrip(")") if "(" in text else text
 
 
+def open_split(path: str | os.PathLike[str]) -> h5py.File:
+    """Open a built split file read-only, after the checks every reader makes.
+
+    Raises:
+        DatasetFormatError: the file is missing, not HDF5, truncated, lacks a dataset, or has
+            a newer ``format_version``.
+    """
+    file = _open_h5(Path(path))
+    try:
+        _validate(file, os.fspath(path))
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
 def _validate(file: h5py.File, name: str) -> _Layout:
     version = file.attrs.get("format_version")
     if version is None:
@@ -375,3 +391,22 @@ def read_samples(
             images[row], digits = dataset[int(index)]
             labels.append("".join(str(digit) for digit in digits))
     return images, labels
+
+
+def read_labels(path: str | os.PathLike[str]) -> list[str]:
+    """Read the labels of every sample of a built file, without its images.
+
+    Args:
+        path: A ``<split>.h5`` file.
+
+    Returns:
+        One digit string per sample, in file order, e.g. ``["0965", "31", ...]``.
+
+    Raises:
+        DatasetFormatError: The file is not a valid seqbuilder file.
+    """
+    with _open_h5(Path(path)) as file:
+        _validate(file, os.fspath(path))
+        labels = file[LABELS][()]  # (N, L) int8, -1 padded
+        lengths = file[LENGTHS][()]  # (N,)
+    return ["".join(map(str, row[:length])) for row, length in zip(labels, lengths, strict=True)]

@@ -138,7 +138,7 @@ class SplitWriter:
 
     Args:
         path: The final file name, e.g. ``run_dir / "train.h5"``.
-        count: N, the number of samples that will be written (>= 1).
+        count: N, the number of samples that will be written (>= 0).
         width: W, the image width (>= 1).
         max_length: L, the most digits of a sample (>= 1).
         dtype: ``"uint8"`` or ``"float32"``, the storage dtype of ``images``.
@@ -177,7 +177,7 @@ class SplitWriter:
         self.tmp_path = self.path.with_name(self.path.name + ".tmp")
         self.count, self.width, self.max_length = count, width, max_length
         self._dtype = np.dtype(dtype)
-        self._chunk = min(chunk_samples, count)
+        self._chunk = max(1, min(chunk_samples, count))
         self._compression = compression
         file_attrs = _file_attrs(attrs, width)
         self._received = 0  # rows handed to write()
@@ -358,7 +358,7 @@ class SplitWriter:
         datasets = {}
         for name, shape in shapes.items():
             dtype = self._dtype if name == IMAGES else np.dtype(_FIELD_DTYPES[name])
-            rows = self._chunk if name == IMAGES else min(n, _METADATA_CHUNK_ROWS)
+            rows = self._chunk if name == IMAGES else max(1, min(n, _METADATA_CHUNK_ROWS))
             # Metadata always uses gzip: it is tiny and must open without any plugin.
             method = compression if name == IMAGES else "gzip"
             datasets[name] = self._file.create_dataset(
@@ -366,6 +366,8 @@ class SplitWriter:
                 shape=shape,
                 dtype=dtype,
                 chunks=(rows, *shape[1:]),
+                # HDF5 wants chunks no larger than a fixed dim: an empty split may grow.
+                maxshape=(None, *shape[1:]) if n == 0 else None,
                 fillvalue=0 if name == IMAGES else PAD,
                 **_filters(method, level, dtype.itemsize),
             )
@@ -458,8 +460,9 @@ def _filters(method: str, level: int, itemsize: int) -> dict[str, Any]:
 
 
 def _check_layout(count: int, width: int, max_length: int, chunk_samples: int) -> None:
+    if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 0:
+        raise ValueError(f"count={count!r}, expected an integer >= 0")
     for name, value in (
-        ("count", count),
         ("width", width),
         ("max_length", max_length),
         ("chunk_samples", chunk_samples),

@@ -274,7 +274,7 @@ def _writer(path: Path, **overrides: Any) -> SplitWriter:
         pytest.param(
             {"compression_level": 10}, ValueError, "compression_level=10, expected 0..9", id="level"
         ),
-        pytest.param({"count": 0}, ValueError, "count=0, expected an integer >= 1", id="count"),
+        pytest.param({"count": -1}, ValueError, "count=-1, expected an integer >= 0", id="count"),
         pytest.param(
             {"chunk_samples": 0},
             ValueError,
