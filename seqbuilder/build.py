@@ -6,34 +6,34 @@ keeping at most a few blocks in flight, so memory stays bounded whatever the spl
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import multiprocessing
 import os
-from collections import deque
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NoReturn
 
 import hydra
-import numpy as np
-import numpy.typing as npt
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from .card import write_card, write_dataset_info
-from .chunks import encode_chunks
 from .config import BuildConfig, register_configs
+from .errors import SeqbuilderError
 from .gallery import render_gallery_file
+from .lock import run_lock
 from .mnist import load_mnist
-from .plan import BLOCK_SAMPLES, Block, Recipe, SplitPlan, make_block, make_recipe, split_plans
-from .store import SplitWriter
+from .plan import BLOCK_SAMPLES, Recipe, SplitPlan, make_recipe, split_plans
+from .pool import EncodedBlock, Encoding, iterate_blocks
+from .resume import resume_point
+from .store import SplitWriter, read_checkpoint
 
 log = logging.getLogger(__name__)
 
 register_configs()
-
-_IN_FLIGHT_PER_WORKER = 2  # blocks queued per worker: enough to keep it busy, no more
 
 
 def to_build_config(cfg: DictConfig) -> BuildConfig:
@@ -43,6 +43,11 @@ def to_build_config(cfg: DictConfig) -> BuildConfig:
     return config
 
 
+# User-facing failures of the jobs of this process, for the CLI to report as one line each
+# (raised inside Hydra's job runner they would come with a line of Hydra's own).
+_failures: list[Exception] = []
+
+
 @hydra.main(version_base="1.3", config_path="pkg://seqbuilder.conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> None:
     """Hydra's entry: validate, then build into this run's output directory."""
@@ -50,7 +55,18 @@ def hydra_main(cfg: DictConfig) -> None:
     hydra_config = HydraConfig.get()
     run_dir = Path(hydra_config.runtime.output_dir)
     command = " ".join(["seqbuilder build", *hydra_config.overrides.task])
-    build(config, OmegaConf.to_yaml(cfg, resolve=True), run_dir, command=command)
+    try:
+        build(config, OmegaConf.to_yaml(cfg, resolve=True), run_dir, command=command)
+    except (SeqbuilderError, ValueError, OSError) as error:
+        log.error("%s", error)
+        _failures.append(error)
+
+
+def take_failures() -> list[Exception]:
+    """Return and forget the failures of the jobs run so far in this process."""
+    failures = list(_failures)
+    _failures.clear()
+    return failures
 
 
 def preflight(argv: list[str]) -> None:
@@ -104,48 +120,112 @@ def _raise_usage_error(message: str) -> NoReturn:
 def build(config: BuildConfig, config_yaml: str, run_dir: Path, *, command: str) -> list[Path]:
     """Build every split of ``config`` into ``run_dir``.
 
+    Each split is written to ``<split>.h5.tmp`` with a checkpoint after every block and
+    renamed when complete. With ``config.resume``, complete splits of an earlier build of the
+    same configuration are kept and an unfinished one continues from its last checkpoint.
+
     Args:
         config: the validated configuration.
         config_yaml: its resolved YAML, stored in each file for provenance.
         run_dir: the output directory (Hydra's run directory).
-        command: the command line that asked for the build, for the dataset card.
+        command: the command line that asked for the build, for the dataset card and for the
+            resume hint.
 
     Returns:
         The paths of the written ``<split>.h5`` files.
 
     Raises:
-        ConfigError: a problem with the config found while planning (before any file).
+        ConfigError: a problem with the config found while planning (before any file), or a
+            resume over a build of another configuration.
         MnistNotFoundError: MNIST is not available.
+        RunDirectoryBusyError: another build is writing into ``run_dir``.
+        BuildInterrupted: Ctrl-C or SIGTERM; the checkpointed work is kept.
+        BuildWriteError: the disk refused a write (full, read-only, ...).
     """
     recipe = make_recipe(config)
     plans = split_plans(config)
     sources = {plan.source: load_mnist(plan.source, recipe.data_dir) for plan in plans}
     workers = config.workers or os.cpu_count() or 1
-    run_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for plan in plans:
-        path = run_dir / f"{plan.name}.h5"
-        attrs = {
-            "config": config_yaml,
-            "seed": config.seed,
-            "split": plan.name,
-            "source": plan.source,
-            "source_sha256": sources[plan.source].sha256,
-            "background": config.background.value,
-            "height": 28,
-            "width": config.width,
-            "shard_index": plan.shard_index,
-            "shard_count": plan.shard_count,
-            "sample_start": plan.sample_start,
-            "split_count": plan.count,
-        }
-        _write_split(recipe, plan, path, config, attrs, workers)
-        written.append(path)
-        if config.gallery.count and plan.stored_count:
-            render_gallery_file(path, config.gallery.count, run_dir / f"gallery_{plan.name}.png")
-    write_dataset_info(run_dir, config_yaml, written, {s: m.sha256 for s, m in sources.items()})
-    write_card(run_dir, command, config, written)
+    with run_lock(run_dir), _sigterm_as_interrupt():
+        for plan in plans:
+            path = run_dir / f"{plan.name}.h5"
+            sha256 = sources[plan.source].sha256
+            start = resume_point(path, config_yaml, sha256) if config.resume else 0
+            if start is None:
+                log.info("keeping the complete %s", path)
+            else:
+                attrs = _split_attrs(config, config_yaml, plan, sha256)
+                try:
+                    _write_split(recipe, plan, path, config, attrs, workers, start)
+                except KeyboardInterrupt:
+                    raise BuildInterrupted(
+                        _resume_hint("interrupted", path, run_dir, command)
+                    ) from None
+                except OSError as error:
+                    # h5py's text is a page of HDF5 internals; the errno says it in a phrase.
+                    cause = os.strerror(error.errno) if error.errno else str(error)
+                    reason = f"writing {path.name} failed: {cause}"
+                    raise BuildWriteError(_resume_hint(reason, path, run_dir, command)) from None
+            written.append(path)
+            if config.gallery.count and plan.stored_count:
+                gallery = run_dir / f"gallery_{plan.name}.png"
+                render_gallery_file(path, config.gallery.count, gallery)
+        write_dataset_info(run_dir, config_yaml, written, {s: m.sha256 for s, m in sources.items()})
+        write_card(run_dir, command, config, written)
     return written
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the build; the message says how to resume it."""
+
+
+class BuildWriteError(SeqbuilderError):
+    """The disk refused a write; the message says what was kept and how to resume."""
+
+
+def _resume_hint(what: str, path: Path, run_dir: Path, command: str) -> str:
+    kept = read_checkpoint(path)
+    saved = f"{kept[1]} samples of {path.name} are kept" if kept else "no complete block was kept"
+    words = [word for word in command.split() if not word.startswith("resume=")]
+    return f"{what}; {saved}; resume with: {' '.join(words)} hydra.run.dir={run_dir} resume=true"
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while building, so both stop cleanly and keep the work."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _split_attrs(
+    config: BuildConfig, config_yaml: str, plan: SplitPlan, sha256: str
+) -> dict[str, Any]:
+    """The provenance attributes of one split file."""
+    return {
+        "config": config_yaml,
+        "seed": config.seed,
+        "split": plan.name,
+        "source": plan.source,
+        "source_sha256": sha256,
+        "background": config.background.value,
+        "height": 28,
+        "width": config.width,
+        "shard_index": plan.shard_index,
+        "shard_count": plan.shard_count,
+        "sample_start": plan.sample_start,
+        "split_count": plan.count,
+    }
 
 
 def _write_split(
@@ -155,8 +235,9 @@ def _write_split(
     config: BuildConfig,
     attrs: dict[str, Any],
     workers: int,
+    resume_from: int,
 ) -> None:
-    """Stream every block of ``plan`` into ``path``, atomically, behind a progress bar."""
+    """Stream the blocks of ``plan`` into ``path`` behind a progress bar, checkpointing each."""
     storage = config.storage
     with (
         SplitWriter(
@@ -169,73 +250,26 @@ def _write_split(
             compression_level=storage.compression_level,
             chunk_samples=storage.chunk_samples,
             attrs=attrs,
+            resume_from=resume_from,
         ) as writer,
-        tqdm(total=plan.stored_count, desc=f"{plan.name}.h5", unit="img", unit_scale=True) as bar,
+        tqdm(
+            total=plan.stored_count,
+            initial=writer.resumed,
+            desc=f"{plan.name}.h5",
+            unit="img",
+            unit_scale=True,
+        ) as bar,
     ):
         # Workers compress the chunks (the costly part) on every core; the writer only stores
         # bytes. That needs blocks made of whole chunks, and a filter we can run outside HDF5.
         encoding = None
         if writer.accepts_encoded and BLOCK_SAMPLES % writer.chunk_samples == 0:
             encoding = Encoding(writer.chunk_samples, writer.compression, storage.compression_level)
-        for block in _blocks(recipe, plan, workers, encoding):
+        remaining = plan.block_ids[writer.resumed // BLOCK_SAMPLES :]
+        for block in iterate_blocks(recipe, plan, remaining, workers, encoding):
             if isinstance(block, EncodedBlock):
                 writer.write_encoded(*block)
             else:
                 writer.write(*block)
+            writer.checkpoint()
             bar.update(len(block.lengths))
-
-
-class Encoding(NamedTuple):
-    """How workers turn a block's images into stored chunks."""
-
-    chunk_samples: int
-    compression: str
-    level: int
-
-
-class EncodedBlock(NamedTuple):
-    """A block whose images are already finished HDF5 chunks: ``(data, filter_mask)``."""
-
-    chunks: list[tuple[bytes, int]]
-    labels: npt.NDArray[np.int8]
-    lengths: npt.NDArray[np.int16]
-    boxes: npt.NDArray[np.int16]
-    source_index: npt.NDArray[np.int32]
-
-
-def make_stored_block(
-    recipe: Recipe, plan: SplitPlan, block_id: int, encoding: Encoding | None
-) -> Block | EncodedBlock:
-    """Make block ``block_id``; with an ``encoding``, turn its images into stored chunks."""
-    block = make_block(recipe, plan, block_id)
-    if encoding is None:
-        return block
-    chunks = encode_chunks(block.images, *encoding)
-    return EncodedBlock(chunks, block.labels, block.lengths, block.boxes, block.source_index)
-
-
-def _blocks(
-    recipe: Recipe, plan: SplitPlan, workers: int, encoding: Encoding | None
-) -> Iterator[Block | EncodedBlock]:
-    """Yield the blocks of ``plan`` in order, computed by ``workers`` processes.
-
-    At most ``_IN_FLIGHT_PER_WORKER * workers`` blocks are queued or waiting to be written,
-    so memory stays bounded however fast the workers are.
-    """
-    block_ids = plan.block_ids
-    if workers <= 1 or len(block_ids) <= 1:
-        for block_id in block_ids:
-            yield make_stored_block(recipe, plan, block_id, encoding)
-        return
-    # fork shares the parent's loaded MNIST with the workers for free; spawn reloads it.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    with context.Pool(min(workers, len(block_ids))) as pool:
-        pending: deque[Any] = deque()
-        for block_id in block_ids:
-            task = (recipe, plan, block_id, encoding)
-            pending.append(pool.apply_async(make_stored_block, task))
-            if len(pending) >= _IN_FLIGHT_PER_WORKER * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()

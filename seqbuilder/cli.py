@@ -58,8 +58,8 @@ def _guard(action: Callable[[], int]) -> int:
         return _report(_describe(error))
     except (HydraException, OmegaConfBaseException) as error:
         return _report(_describe(error))
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # a build's interrupt says how to resume it
+        print(f"{PROG}: {interrupt or 'interrupted'}", file=sys.stderr)
         return 130
 
 
@@ -109,10 +109,26 @@ def _make_parser() -> _Parser:
         add_help=False,
     )
 
-    gallery = commands.add_parser("gallery", help="a PNG grid of samples of a built file")
-    gallery.add_argument("file", metavar="FILE.h5", type=Path)
+    gallery = commands.add_parser(
+        "gallery",
+        help="a PNG grid of samples of a built file, a model's predictions or generated samples",
+        description=_GALLERY_HELP,
+    )
+    gallery.add_argument("file", metavar="FILE.h5|SAMPLES.npy", type=Path)
     gallery.add_argument("--count", type=int, default=32, help="samples to show (default 32)")
     gallery.add_argument("--output", type=Path, default=None, help="PNG path")
+    gallery.add_argument(
+        "--predictions", type=Path, default=None, metavar="CSV", help="index,prediction rows"
+    )
+    gallery.add_argument(
+        "--errors-only", action="store_true", help="only samples whose prediction is wrong"
+    )
+    gallery.add_argument(
+        "--indices", default=None, metavar="LIST", help="samples to show, e.g. 3,17,40-49"
+    )
+    gallery.add_argument(
+        "--labels", type=Path, default=None, metavar="LABELS.npy", help="labels of SAMPLES.npy"
+    )
     gallery.set_defaults(command=_gallery)
 
     merge = commands.add_parser(
@@ -160,13 +176,45 @@ def _image(args: argparse.Namespace) -> int:
     return 0
 
 
+_GALLERY_HELP = (
+    "Draw samples as a PNG grid with their labels. FILE.h5: a built split; with --predictions "
+    "(a CSV of index,prediction rows) each caption reads '#index: label -> prediction', red "
+    "with a red frame where they differ. SAMPLES.npy: images a generative model made, "
+    "(N, 28, W) uint8 or float in [0, 1], with optional --labels ((N, L) digits padded with -1, "
+    "or (N,) strings). --indices shows exactly the listed samples; otherwise the first --count."
+)
+
+
 def _gallery(args: argparse.Namespace) -> int:
     from .gallery import render_gallery_file
+    from .inspection import parse_indices, render_inspection
 
     if args.count < 1:
         raise UserError(f"--count {args.count} is too small, expected at least 1")
     output = args.output if args.output is not None else Path(f"{args.file.stem}_gallery.png")
-    print(render_gallery_file(args.file, args.count, output))
+    options = (args.predictions, args.indices, args.labels)
+    inspecting = args.errors_only or any(option is not None for option in options)
+    if not inspecting and args.file.suffix.lower() != ".npy":
+        print(render_gallery_file(args.file, args.count, output))
+        return 0
+    if args.errors_only and args.predictions is None:
+        raise UserError("--errors-only needs --predictions CSV")
+    result = render_inspection(
+        args.file,
+        output,
+        count=args.count,
+        predictions=args.predictions,
+        errors_only=args.errors_only,
+        indices=None if args.indices is None else parse_indices(args.indices),
+        labels=args.labels,
+    )
+    if args.predictions is not None:
+        right = result.predicted - result.mismatches
+        print(
+            f"{result.mismatches} of {result.predicted} predictions wrong "
+            f"({right / max(result.predicted, 1):.2%} right); showing {len(result.shown)}"
+        )
+    print(result.path)
     return 0
 
 
@@ -188,7 +236,7 @@ def _info(args: argparse.Namespace) -> int:
 def _build(overrides: list[str]) -> int:
     """Hand over to the Hydra app, with Hydra's errors raised to :func:`_guard`."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # raise, so we report one line
-    from .build import hydra_main, preflight
+    from .build import hydra_main, preflight, take_failures
 
     preflight(overrides)  # bad jobs fail here, before Hydra makes a run directory
 
@@ -200,4 +248,7 @@ def _build(overrides: list[str]) -> int:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
     finally:
         sys.argv = saved
+    failures = take_failures()
+    if failures:
+        raise failures[0]
     return 0

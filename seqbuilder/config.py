@@ -197,6 +197,8 @@ class BuildConfig:
     workers: int = 0
     # build only one share of every split, for many machines
     shard: ShardConfig = field(default_factory=ShardConfig)
+    # continue an interrupted build in the same hydra.run.dir with the same configuration
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if self.seed < 0:

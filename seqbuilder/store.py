@@ -105,6 +105,7 @@ _FIELD_DTYPES: dict[str, type[np.integer[Any]]] = {
 _LIBVER = ("earliest", "v110")
 _METADATA_CHUNK_ROWS = 4096  # metadata is tiny per sample; big chunks compress it well
 _MIN_CACHE_BYTES = 1 << 20  # HDF5's default chunk cache
+_CHECKPOINT = "checkpoint_samples"  # on an unfinished file: samples safely on disk
 
 # Names that moved out of this module, re-exported for old imports. They are resolved lazily
 # (PEP 562) because reader.py and info.py import the format constants from here: an eager
@@ -138,6 +139,9 @@ class SplitWriter:
 
     Args:
         path: The final file name, e.g. ``run_dir / "train.h5"``.
+        resume_from: Continue an interrupted ``<name>.tmp`` after this many samples (see
+            :func:`read_checkpoint`); if that file is unsound, start afresh (check
+            :attr:`resumed`).
         count: N, the number of samples that will be written (>= 0).
         width: W, the image width (>= 1).
         max_length: L, the most digits of a sample (>= 1).
@@ -167,6 +171,7 @@ class SplitWriter:
         compression: str = "gzip",
         compression_level: int = DEFAULT_COMPRESSION_LEVEL,
         chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
+        resume_from: int = 0,
     ) -> None:
         _check_layout(count, width, max_length, chunk_samples)
         _check_choice("dtype", dtype, STORAGE_DTYPES)
@@ -182,17 +187,59 @@ class SplitWriter:
         file_attrs = _file_attrs(attrs, width)
         self._received = 0  # rows handed to write()
         self._written = 0  # rows stored in the file
+        self._resumed = 0
         self._pending: list[dict[str, npt.NDArray[Any]]] = []
         self._pending_rows = 0
-        self._file: h5py.File | None = h5py.File(
-            self.tmp_path, "w", libver=_LIBVER, rdcc_nbytes=self._cache_bytes()
-        )
+        self._checkpointed = False
+        self._file: h5py.File | None = None
+        if resume_from and self._reopen(resume_from, file_attrs):
+            return
+        self._file = h5py.File(self.tmp_path, "w", libver=_LIBVER, rdcc_nbytes=self._cache_bytes())
         try:
             self._datasets = self._create_datasets(compression, compression_level)
             self._file.attrs.update(file_attrs)
         except BaseException:
             self.discard()
             raise
+
+    @property
+    def resumed(self) -> int:
+        """Samples already in the file when it was opened (0 unless resuming)."""
+        return self._resumed
+
+    def checkpoint(self) -> None:
+        """Make everything written so far durable and record it, for ``resume_from``.
+
+        After a checkpoint, an exception inside the ``with`` block, a Ctrl-C or even a
+        ``kill -9`` leaves ``<name>.tmp`` holding at least the checkpointed samples.
+        """
+        if self._file is None:
+            return
+        self._file.attrs[_CHECKPOINT] = self._written
+        self._file.flush()
+        self._checkpointed = True
+
+    def _reopen(self, resume_from: int, file_attrs: Mapping[str, object]) -> bool:
+        """Continue ``<name>.tmp`` after its first ``resume_from`` samples, if it is sound.
+
+        Sound means: it opens, has the expected layout and attributes, and every chunk of the
+        kept samples is on disk. Anything else (a file damaged by a crash) starts afresh.
+        """
+        try:
+            file = h5py.File(self.tmp_path, "r+", rdcc_nbytes=self._cache_bytes())
+        except OSError as error:
+            logger.warning("cannot resume %s (%s); starting it again", self.tmp_path, error)
+            return False
+        problem = _resume_problem(file, resume_from, self._chunk, file_attrs)
+        if problem:
+            file.close()
+            logger.warning("cannot resume %s (%s); starting it again", self.tmp_path, problem)
+            return False
+        self._file = file
+        self._datasets = {name: file[name] for name in DATASETS}
+        self._received = self._written = self._resumed = resume_from
+        logger.info("resuming %s after %d samples", self.tmp_path, resume_from)
+        return True
 
     def __enter__(self) -> SplitWriter:
         return self
@@ -205,8 +252,21 @@ class SplitWriter:
     ) -> None:
         if exc_type is None:
             self.close()
+        elif self._checkpointed or self._resumed:
+            self.keep()
         else:
             self.discard()
+
+    def keep(self) -> None:
+        """Close the unfinished file, keeping ``<name>.tmp`` and its last checkpoint."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except Exception as error:  # a full disk may refuse the last flush
+                logger.warning("closing %s failed: %s", self.tmp_path, error)
+            finally:
+                self._file = None
+        logger.warning("kept incomplete %s for resume", self.tmp_path)
 
     def write(
         self,
@@ -317,6 +377,8 @@ class SplitWriter:
                 "the incomplete file was discarded"
             )
         try:
+            if _CHECKPOINT in self._file.attrs:
+                del self._file.attrs[_CHECKPOINT]
             self._file.close()
             self._file = None
             with open(self.tmp_path, "rb+") as handle:  # the rename must never expose lost pages
@@ -332,6 +394,8 @@ class SplitWriter:
         if self._file is not None:
             try:
                 self._file.close()
+            except Exception as error:  # a full disk may refuse the last flush: delete anyway
+                logger.warning("closing %s failed: %s", self.tmp_path, error)
             finally:
                 self._file = None
         if self.tmp_path.exists():
@@ -430,6 +494,55 @@ class SplitWriter:
             if self._pending_rows
             else []
         )
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, object], int] | None:
+    """Return the attributes and checkpointed sample count of an unfinished ``<path>.tmp``.
+
+    Returns None when there is no such file, it cannot be opened, or it never reached a
+    checkpoint.
+    """
+    temporary = Path(path).with_name(Path(path).name + ".tmp")
+    if not temporary.exists():
+        return None
+    try:
+        with h5py.File(temporary, "r") as file:
+            if _CHECKPOINT not in file.attrs:
+                return None
+            attrs = {key: _plain_attr(value) for key, value in file.attrs.items()}
+    except OSError:
+        return None
+    samples = int(attrs.pop(_CHECKPOINT))  # type: ignore[call-overload]
+    return attrs, samples
+
+
+def _plain_attr(value: object) -> object:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _resume_problem(
+    file: h5py.File, rows: int, chunk: int, attrs: Mapping[str, object]
+) -> str | None:
+    """Say why ``file`` cannot be continued after ``rows`` samples, or None if it can."""
+    if any(not isinstance(file.get(name), h5py.Dataset) for name in DATASETS):
+        return "a dataset is missing"
+    if int(file.attrs.get(_CHECKPOINT, -1)) < rows:
+        return "it holds fewer samples than its checkpoint"
+    for key, value in attrs.items():
+        # The config text may differ in keys that do not change the data (workers, resume);
+        # the build compares configurations key by key before it resumes.
+        if (
+            key not in ("seqbuilder_version", "config")
+            and _plain_attr(file.attrs.get(key)) != value
+        ):
+            return f"its {key} attribute differs"
+    images = file[IMAGES]
+    for row in range(0, rows, chunk):
+        if images.id.get_chunk_info_by_coord((row, 0, 0)).byte_offset is None:
+            return f"the chunk of sample {row} is missing"
+    if rows and int(file[LENGTHS][:rows].min()) < 1:
+        return "some kept samples have no label"
+    return None
 
 
 def _filters(method: str, level: int, itemsize: int) -> dict[str, Any]:

@@ -1,0 +1,84 @@
+"""Make the blocks of a split in worker processes, in order, with bounded memory.
+
+Workers compute (compose, and compress the chunks where the filter allows); the parent alone
+writes. At most :data:`IN_FLIGHT_PER_WORKER` blocks per worker are queued or waiting, so memory
+does not grow with the split. Workers ignore Ctrl-C: the parent decides, and stops them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from .chunks import encode_chunks
+from .plan import Block, Recipe, SplitPlan, make_block
+
+IN_FLIGHT_PER_WORKER = 2  # blocks queued per worker: enough to keep it busy, no more
+
+
+class Encoding(NamedTuple):
+    """How workers turn a block's images into stored chunks."""
+
+    chunk_samples: int
+    compression: str
+    level: int
+
+
+class EncodedBlock(NamedTuple):
+    """A block whose images are already finished HDF5 chunks: ``(data, filter_mask)``."""
+
+    chunks: list[tuple[bytes, int]]
+    labels: npt.NDArray[np.int8]
+    lengths: npt.NDArray[np.int16]
+    boxes: npt.NDArray[np.int16]
+    source_index: npt.NDArray[np.int32]
+
+
+def make_stored_block(
+    recipe: Recipe, plan: SplitPlan, block_id: int, encoding: Encoding | None
+) -> Block | EncodedBlock:
+    """Make block ``block_id``; with an ``encoding``, turn its images into stored chunks."""
+    block = make_block(recipe, plan, block_id)
+    if encoding is None:
+        return block
+    chunks = encode_chunks(block.images, *encoding)
+    return EncodedBlock(chunks, block.labels, block.lengths, block.boxes, block.source_index)
+
+
+def iterate_blocks(
+    recipe: Recipe,
+    plan: SplitPlan,
+    block_ids: Sequence[int],
+    workers: int,
+    encoding: Encoding | None,
+) -> Iterator[Block | EncodedBlock]:
+    """Yield blocks ``block_ids`` of ``plan`` in order, computed by ``workers`` processes."""
+    if workers <= 1 or len(block_ids) <= 1:
+        for block_id in block_ids:
+            yield make_stored_block(recipe, plan, block_id, encoding)
+        return
+    # fork shares the parent's loaded MNIST with the workers for free; spawn reloads it.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    with context.Pool(min(workers, len(block_ids)), initializer=_worker_signals) as pool:
+        pending: deque[Any] = deque()
+        for block_id in block_ids:
+            task = (recipe, plan, block_id, encoding)
+            pending.append(pool.apply_async(make_stored_block, task))
+            if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+    # Leaving the with block (normally, on an error or on Ctrl-C) terminates the workers.
+
+
+def _worker_signals() -> None:
+    """Let the parent handle Ctrl-C; let terminate() end a worker at once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
