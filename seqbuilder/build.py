@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from .card import write_card, write_dataset_info
+from .card import write_card, write_dataset_info, write_resolved_config
 from .config import BuildConfig, register_configs
 from .errors import SeqbuilderError
 from .gallery import render_gallery_file
@@ -148,6 +148,7 @@ def build(config: BuildConfig, config_yaml: str, run_dir: Path, *, command: str)
     workers = config.workers or os.cpu_count() or 1
     written = []
     with run_lock(run_dir), _sigterm_as_interrupt():
+        write_resolved_config(run_dir, config_yaml)
         for plan in plans:
             path = run_dir / f"{plan.name}.h5"
             sha256 = sources[plan.source].sha256

@@ -106,6 +106,13 @@ The digit images come from the MNIST database, so this dataset inherits its lice
     return _write_text(run_dir / "README.md", text)
 
 
+def write_resolved_config(run_dir: Path, config_yaml: str) -> Path:
+    """Write ``.hydra/resolved.yaml``: Hydra's ``config.yaml`` with interpolations resolved."""
+    folder = run_dir / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    return _write_text(folder / "resolved.yaml", config_yaml)
+
+
 def _count(path: Path) -> int:
     """Samples stored in a split file."""
     with h5py.File(path, "r") as file:
