@@ -8,7 +8,7 @@ import os
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +135,31 @@ def isolated_logging() -> Iterator[None]:
             root.removeHandler(handler)
             handler.close()
     root.setLevel(level)
+
+
+@pytest.fixture
+def run_build(
+    real_mnist_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    isolated_logging: None,
+) -> Callable[..., Path]:
+    """Run ``seqbuilder build OVERRIDES...`` in-process on real MNIST; return its run directory.
+
+    Every call builds into a fresh ``tmp_path/build<n>`` and must succeed. Hydra's flags
+    (``-m``) must come first among the overrides, as on the command line.
+    """
+    from seqbuilder.cli import main
+
+    monkeypatch.setenv("SEQBUILDER_DATA", str(real_mnist_dir))
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # the CLI sets it; keep it out of other tests
+    runs = iter(range(1_000))
+
+    def run(*overrides: str) -> Path:
+        run_dir = tmp_path / f"build{next(runs)}"
+        code = main(["build", *overrides, f"hydra.run.dir={run_dir}"])
+        assert code == 0, capsys.readouterr().err
+        return run_dir
+
+    return run
