@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-from omegaconf import OmegaConf
 
 from .errors import DatasetFormatError
 from .reader import open_split
+from .resume import first_difference
 from .store import DATASETS
 
 logger = logging.getLogger(__name__)
@@ -44,12 +44,14 @@ def merge_runs(
     runs = [Path(run) for run in run_dirs]
     names = _split_names(runs)
     destination = Path(output)
+    if any(destination.resolve() == run.resolve() for run in runs):
+        raise DatasetFormatError(
+            f"--output {destination} is one of the shard runs; merging there would overwrite "
+            "a shard with a file that points at itself: choose another directory"
+        )
+    plans = {name: _ordered_shards([run / f"{name}.h5" for run in runs]) for name in names}
     destination.mkdir(parents=True, exist_ok=True)
-    merged = []
-    for name in names:
-        shards = _ordered_shards([run / f"{name}.h5" for run in runs])
-        merged.append(_write_virtual(shards, destination / f"{name}.h5"))
-    return merged
+    return [_write_virtual(shards, destination / f"{name}.h5") for name, shards in plans.items()]
 
 
 def _split_names(runs: Sequence[Path]) -> list[str]:
@@ -80,8 +82,12 @@ def _ordered_shards(paths: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
             attrs = dict(file.attrs)
             attrs["rows"] = int(file["lengths"].shape[0])
             attrs["dtypes"] = {name: (file[name].dtype, file[name].shape[1:]) for name in DATASETS}
-        if "shard_count" not in attrs:
-            raise DatasetFormatError(f"{path}: not a shard (no shard_count attribute)")
+        missing = [key for key in (*_SHARD_ATTRS, "split_count") if key not in attrs]
+        if missing:
+            raise DatasetFormatError(
+                f"{path}: not a shard file (no {', '.join(missing)}); merge the run "
+                "directories of a sharded build, not a merged one"
+            )
         shards.append((path, attrs))
     shards.sort(key=lambda shard: int(shard[1]["shard_index"]))
     first_path, first = shards[0]
@@ -91,11 +97,16 @@ def _ordered_shards(paths: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
         raise DatasetFormatError(
             f"{first_path.name}: shards {indices} given, expected each of 0..{count - 1} once"
         )
-    reference = _config_without_shard_index(first, first_path)
     start = 0
     for path, attrs in shards:
-        if _config_without_shard_index(attrs, path) != reference:
-            raise DatasetFormatError(f"{path}: built from another configuration than {first_path}")
+        key = _config_difference(first, attrs, path)
+        if key is not None:
+            raise DatasetFormatError(
+                f"{path}: built with another {key} than {first_path}; shards must share "
+                "their configuration but for shard.index (and workers, resume, gallery, data)"
+            )
+        if attrs["source_sha256"] != first["source_sha256"]:
+            raise DatasetFormatError(f"{path}: built from other MNIST data than {first_path}")
         if attrs["dtypes"] != first["dtypes"]:
             raise DatasetFormatError(f"{path}: dataset shapes or dtypes differ from {first_path}")
         if int(attrs["sample_start"]) != start:
@@ -111,14 +122,14 @@ def _ordered_shards(paths: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
     return shards
 
 
-def _config_without_shard_index(attrs: dict[str, Any], path: Path) -> str:
-    """The shard's resolved config with ``shard.index`` removed, for comparison."""
+def _config_difference(first: dict[str, Any], attrs: dict[str, Any], path: Path) -> str | None:
+    """The first config key (but shard.index and keys that do not change data) that differs."""
     try:
-        config = OmegaConf.create(str(attrs["config"]))
-        config.shard.index = 0
+        return first_difference(
+            str(first["config"]), str(attrs["config"]), also_ignore=("shard.index",)
+        )
     except Exception as error:  # any YAML or key problem means a foreign file
         raise DatasetFormatError(f"{path}: its config attribute is unreadable ({error})") from None
-    return OmegaConf.to_yaml(config)
 
 
 def _write_virtual(shards: Sequence[tuple[Path, dict[str, Any]]], path: Path) -> Path:

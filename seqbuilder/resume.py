@@ -59,13 +59,18 @@ def _check_same(path: Path, old: str, old_sha: str, new: str, new_sha: str) -> N
         )
 
 
-def first_difference(old_yaml: str, new_yaml: str) -> str | None:
-    """Return the first dotted key whose value differs between two configs, ignoring keys
-    that do not change the data; None if they agree."""
+def first_difference(old_yaml: str, new_yaml: str, also_ignore: tuple[str, ...] = ()) -> str | None:
+    """Return the first dotted key whose value differs between two configs; None if they agree.
+
+    Keys that do not change the data (``resume``, ``workers``, ``gallery.*``, ``data.*``) and
+    the dotted keys of ``also_ignore`` are not compared.
+    """
     old = dict(_flatten(OmegaConf.create(old_yaml)))
     new = dict(_flatten(OmegaConf.create(new_yaml)))
     for key in sorted(old.keys() | new.keys()):
-        if key.split(".")[0] not in _IGNORED and old.get(key) != new.get(key):
+        if key.split(".")[0] in _IGNORED or key in also_ignore:
+            continue
+        if old.get(key) != new.get(key):
             return key
     return None
 

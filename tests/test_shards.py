@@ -264,7 +264,7 @@ MERGE_ERRORS = [
     ),
     pytest.param(
         ["seed1-shard0", "shard1", "shard2"],
-        r"shard1.*built from another configuration than .*seed1-shard0",
+        r"shard1.*built with another seed than .*seed1-shard0",
         id="other-seed",
     ),
     pytest.param(["empty"], r"empty: holds no <split>\.h5 files", id="no-h5-files"),
