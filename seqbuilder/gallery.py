@@ -9,7 +9,8 @@ Usage::
     grid = render_gallery(images, labels, predictions=predicted)  # mismatches in red
 
 Pixels are shown as stored: a ``background="white"`` file already holds dark ink on white, so
-it appears that way. A grid is RGB so that captions can carry colour (a wrong prediction is red).
+it appears that way. A grid is RGB so that captions can carry colour (a wrong prediction is red,
+caption and frame); :mod:`seqbuilder.inspection` uses that to show what a model did.
 Every file is written to ``<name>.tmp`` and renamed, so a PNG never appears half-written.
 """
 
@@ -39,6 +40,7 @@ CANVAS_COLOR = (200, 200, 200)  # light grey: separates cells, even white-backgr
 CAPTION_COLOR = (255, 255, 255)
 TEXT_COLOR = (0, 0, 0)
 MISMATCH_COLOR = (200, 0, 0)
+FRAME_WIDTH = 2  # pixels of the red frame around a mismatching cell, inside the padding
 
 FontType = ImageFont.ImageFont | ImageFont.FreeTypeFont
 
@@ -80,6 +82,7 @@ def render_gallery(
     scale: int = 2,
     columns: int | None = None,
     predictions: Sequence[str] | None = None,
+    titles: Sequence[str] | None = None,
 ) -> Image.Image:
     """Lay samples out in a grid, each enlarged and captioned with its label.
 
@@ -89,8 +92,10 @@ def render_gallery(
         scale: Integer nearest-neighbour enlargement (>= 1).
         columns: Cells per row; by default as many as keep the grid about
             :data:`MAX_GRID_WIDTH` pixels wide.
-        predictions: Optional K predicted labels; a caption then reads ``"0965 -> 0966"`` and is
-            red where the prediction differs from the label.
+        predictions: Optional K predicted labels; a caption then reads ``"0965 -> 0966"``, and
+            where the prediction differs from the label the caption is red and a red frame
+            surrounds the cell. An empty prediction is shown as ``(none)``.
+        titles: Optional K texts put before each caption, e.g. ``"#17"`` for a sample index.
 
     Returns:
         An RGB image.
@@ -100,9 +105,11 @@ def render_gallery(
             is below 1, or a value is outside [0, 1].
     """
     count = _check_gallery_args(images, labels, scale, columns, predictions)
+    if titles is not None and len(titles) != count:
+        raise ValueError(f"{len(titles)} titles for {count} images, expected one each")
     cell_height, cell_width = images.shape[1] * scale, images.shape[2] * scale
     font = _font()
-    captions = _captions(labels, predictions)
+    captions = _captions(labels, predictions, titles)
     cell_width = max(cell_width, *(_text_width(font, text) + 4 for text, _ in captions))
     if columns is None:
         columns = max(1, (MAX_GRID_WIDTH - PADDING) // (cell_width + PADDING))
@@ -131,6 +138,9 @@ def render_gallery(
         )
         draw.rectangle(caption_box, fill=CAPTION_COLOR)
         draw.text((left + 2, top + cell_height + 3), text, fill=color, font=font)
+        if color == MISMATCH_COLOR:  # a frame in the padding, so errors stand out in a big grid
+            frame = (left - 3, top - 3, caption_box[2] + 3, caption_box[3] + 3)
+            draw.rectangle(frame, outline=MISMATCH_COLOR, width=FRAME_WIDTH)
     return grid
 
 
@@ -183,13 +193,19 @@ def _check_gallery_args(
 
 
 def _captions(
-    labels: Sequence[str], predictions: Sequence[str] | None
+    labels: Sequence[str], predictions: Sequence[str] | None, titles: Sequence[str] | None
 ) -> list[tuple[str, tuple[int, int, int]]]:
+    prefixes = [""] * len(labels) if titles is None else [f"{title}: " for title in titles]
     if predictions is None:
-        return [(str(label), TEXT_COLOR) for label in labels]
+        return [
+            (f"{prefix}{label}", TEXT_COLOR) for prefix, label in zip(prefixes, labels, strict=True)
+        ]
     return [
-        (f"{label} -> {guess}", TEXT_COLOR if str(guess) == str(label) else MISMATCH_COLOR)
-        for label, guess in zip(labels, predictions, strict=True)
+        (
+            f"{prefix}{label} -> {guess or '(none)'}",
+            TEXT_COLOR if str(guess) == str(label) else MISMATCH_COLOR,
+        )
+        for prefix, label, guess in zip(prefixes, labels, predictions, strict=True)
     ]
 
 

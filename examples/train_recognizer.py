@@ -1,0 +1,280 @@
+"""Train a digit-sequence recogniser on a built ``train.h5`` and evaluate it on ``test.h5``.
+
+The model is a small CRNN without the recurrence: four 3x3 convolution blocks turn the
+``(1, 28, W)`` image into ``W / 8`` columns of features, a 1-D convolution over those columns
+scores 11 classes per column (the digits and a CTC blank), and CTC loss trains it against the
+unsegmented digit strings. Greedy CTC decoding (best class per column, repeats merged, blanks
+dropped) gives the prediction. Samples come through :class:`seqbuilder.SequenceDataset` and a
+PyTorch ``DataLoader`` with ``--workers`` worker processes; torch is an optional extra
+(``pip install -e '.[examples]'``), never a dependency of seqbuilder itself.
+
+Metrics, on the test split (whose digits come from MNIST's test images, unseen in training):
+
+- **sequence accuracy**: the fraction of samples whose predicted string equals the true one.
+- **digit accuracy**: ``1 - E / D``, where ``E`` is the total Levenshtein edit distance
+  (insertions, deletions, substitutions) between each prediction and its true string and ``D``
+  the total number of true digits; that is, one minus the character error rate. A prediction
+  that drops or adds a digit costs one edit, not every later position.
+
+The predictions go to a CSV with the header ``index,prediction``: one row per test sample, the
+sample's index in ``test.h5`` and the predicted digits as a string (empty if none), which
+``seqbuilder gallery test.h5 --predictions FILE`` draws next to the true labels.
+
+Runs are deterministic for a given ``--seed``, ``--threads`` and machine: the weights, dropout
+and the shuffling derive from the seed, the workers draw no random numbers, and torch's CPU
+kernels give the same results for the same thread count (two runs write identical predictions).
+``torch.use_deterministic_algorithms`` is left off: it made the convolutions four times slower.
+
+The configuration documented in the README (lengths 1..6, width 200, 30,000 train samples;
+about 97% sequence accuracy in under five minutes on two cores)::
+
+    seqbuilder build hydra.run.dir=outputs/recognizer splits.train.count=30000
+    python examples/train_recognizer.py --train outputs/recognizer/train.h5 \\
+        --test outputs/recognizer/test.h5 --predictions outputs/recognizer/predictions.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from seqbuilder import SequenceDataset
+
+BLANK = 10  # CTC blank class; classes 0..9 are the digits themselves
+CLASSES = 11
+
+Sample = tuple[
+    npt.NDArray[np.float32], npt.NDArray[np.int64]
+]  # image (28, W) float32, digits (length,) int64
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class Recognizer(nn.Module):
+    """Map a ``(B, 1, 28, W)`` image batch to ``(W // 8, B, 11)`` per-column log-probabilities.
+
+    A stride-2 stem, then three convolution blocks that pool before normalising (max-pooling
+    first makes batch norm and ReLU, which are memory-bound on a CPU, four times cheaper); the
+    last block pools the remaining height away. Every output column sees about 53 input
+    columns, more than a 28-pixel digit.
+    """
+
+    def __init__(self, channels: Sequence[int] = (32, 48, 64, 96), hidden: int = 128) -> None:
+        super().__init__()
+        stem, *widths = channels
+        layers: list[nn.Module] = [
+            nn.Conv2d(1, stem, 3, stride=2, padding=1, bias=False),  # 28 x W -> 14 x W/2
+            nn.BatchNorm2d(stem),
+            nn.ReLU(inplace=True),
+        ]
+        pools = [(2, 2), (2, 2), (3, 1)]  # height 14 -> 7 -> 3 -> 1, width W/2 -> W/8
+        for in_channels, out_channels, pool in zip(channels[:-1], widths, pools, strict=True):
+            layers += [
+                nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+                nn.MaxPool2d(pool),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(inplace=True),
+            ]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Conv1d(channels[-1], hidden, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.1),
+            nn.Conv1d(hidden, CLASSES, 1),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Return log-probabilities ``(T, B, 11)``, T = W // 8, as CTC loss expects."""
+        features = self.features(images).squeeze(2)  # (B, C, T)
+        scores: torch.Tensor = self.head(features)  # (B, 11, T)
+        return scores.permute(2, 0, 1).log_softmax(-1)
+
+
+def collate(
+    batch: Sequence[Sample],
+) -> Batch:
+    """Stack samples into ``(images (B, 1, 28, W), targets (sum of lengths,), lengths (B,))``."""
+    images = torch.from_numpy(np.stack([image for image, _ in batch])).unsqueeze(1)
+    targets = torch.from_numpy(np.concatenate([label for _, label in batch]))
+    lengths = torch.tensor([len(label) for _, label in batch], dtype=torch.long)
+    return images, targets, lengths
+
+
+def greedy_decode(log_probs: torch.Tensor) -> list[str]:
+    """Decode ``(T, B, 11)`` log-probabilities: best class per column, repeats merged, no blanks."""
+    best = log_probs.argmax(-1).T.tolist()  # (B, T)
+    strings = []
+    for path in best:
+        digits = [c for i, c in enumerate(path) if c != BLANK and (i == 0 or c != path[i - 1])]
+        strings.append("".join(map(str, digits)))
+    return strings
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Return the Levenshtein distance between ``a`` and ``b`` (unit costs)."""
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b))
+            )
+        previous = current
+    return previous[-1]
+
+
+def score(truths: Sequence[str], predictions: Sequence[str]) -> tuple[float, float]:
+    """Return ``(digit accuracy, sequence accuracy)`` as defined in the module docstring."""
+    edits = sum(edit_distance(p, t) for p, t in zip(predictions, truths, strict=True))
+    digits = sum(len(t) for t in truths)
+    exact = sum(p == t for p, t in zip(predictions, truths, strict=True))
+    return 1.0 - edits / max(digits, 1), exact / max(len(truths), 1)
+
+
+def _one_thread(worker_id: int) -> None:
+    # The workers only read and convert samples (no randomness); leave the cores to training.
+    torch.set_num_threads(1)
+
+
+def make_loader(
+    dataset: SequenceDataset | Subset[Sample],
+    args: argparse.Namespace,
+    *,
+    shuffle: bool,
+) -> DataLoader[Sample]:
+    """Return a DataLoader over ``dataset`` with ``args.workers`` worker processes."""
+    return DataLoader(
+        _as_torch(dataset),
+        batch_size=args.batch_size,
+        shuffle=shuffle,
+        num_workers=args.workers,
+        collate_fn=collate,
+        worker_init_fn=_one_thread,
+        generator=torch.Generator().manual_seed(args.seed),
+        persistent_workers=args.workers > 0,
+        prefetch_factor=4 if args.workers > 0 else None,
+    )
+
+
+def _as_torch(dataset: SequenceDataset | Subset[Sample]) -> Dataset[Sample]:
+    # SequenceDataset is a map-style dataset (__len__, __getitem__) without subclassing torch's.
+    return cast("Dataset[Sample]", dataset)
+
+
+def train(model: Recognizer, loader: DataLoader[Sample], args: argparse.Namespace) -> None:
+    """Train ``model`` for ``args.epochs`` epochs: AdamW, a one-cycle schedule, CTC loss."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, total_steps=args.epochs * len(loader), pct_start=0.15
+    )
+    ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
+    start = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        total, batches = 0.0, 0
+        for images, targets, lengths in loader:
+            log_probs = model(images)
+            frames = torch.full((images.shape[0],), log_probs.shape[0], dtype=torch.long)
+            loss = ctc(log_probs, targets, frames, lengths)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total, batches = total + loss.item(), batches + 1
+        elapsed = time.perf_counter() - start
+        print(f"epoch {epoch}/{args.epochs}: ctc loss {total / batches:.4f} ({elapsed:.0f} s)")
+
+
+@torch.no_grad()
+def predict(model: Recognizer, loader: DataLoader[Sample]) -> tuple[list[str], list[str]]:
+    """Return ``(true strings, predicted strings)`` for every sample, in loader order."""
+    model.eval()
+    truths: list[str] = []
+    predictions: list[str] = []
+    for images, targets, lengths in loader:
+        predictions += greedy_decode(model(images))
+        for label in torch.split(targets, lengths.tolist()):
+            truths.append("".join(map(str, label.tolist())))
+    return truths, predictions
+
+
+def write_predictions(path: Path, predictions: Sequence[str]) -> None:
+    """Write ``index,prediction`` rows, atomically (a temporary name, then a rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["index", "prediction"])
+        writer.writerows(enumerate(predictions))
+    os.replace(tmp, path)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", type=Path, required=True, help="a built train.h5")
+    parser.add_argument("--test", type=Path, required=True, help="the matching test.h5")
+    parser.add_argument("--epochs", type=int, default=3, help="passes over the train samples")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
+    parser.add_argument(
+        "--max-train", type=int, default=None, help="use only the first N train samples"
+    )
+    parser.add_argument(
+        "--predictions", type=Path, default=Path("predictions.csv"), help="CSV to write"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for name in ("epochs", "batch_size", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.workers < 0 or (args.max_train is not None and args.max_train < 1):
+        parser.error("--workers must be >= 0 and --max-train >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Train, evaluate, print the figures and write the predictions; return the exit status."""
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+
+    train_set = SequenceDataset(args.train)
+    test_set = SequenceDataset(args.test)
+    if train_set.width != test_set.width:
+        sys.exit(f"train width {train_set.width} != test width {test_set.width}: build together")
+    train_data: SequenceDataset | Subset[Sample] = train_set
+    if args.max_train is not None and args.max_train < len(train_set):
+        train_data = Subset(_as_torch(train_set), range(args.max_train))
+    print(
+        f"train: {len(train_data)} samples of {args.train}; test: {len(test_set)} samples of "
+        f"{args.test}; width {train_set.width}; {args.workers} workers, {args.threads} threads"
+    )
+
+    model = Recognizer()
+    train(model, make_loader(train_data, args, shuffle=True), args)
+    truths, predictions = predict(model, make_loader(test_set, args, shuffle=False))
+    digit_accuracy, sequence_accuracy = score(truths, predictions)
+    write_predictions(args.predictions, predictions)
+
+    print(f"test digit accuracy (1 - CER): {digit_accuracy:.4f}")
+    print(f"test sequence accuracy: {sequence_accuracy:.4f} ({len(truths)} samples)")
+    print(f"wrote {args.predictions}; total time {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
