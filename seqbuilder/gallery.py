@@ -165,6 +165,8 @@ def render_gallery_file(
         raise ValueError(f"count={count!r}, expected at least 1 sample")
     with SequenceDataset(h5_path) as dataset:
         shown = min(count, len(dataset))
+    if shown == 0:
+        raise ValueError(f"{os.fspath(h5_path)}: holds no samples, so there is nothing to show")
     images, labels = read_samples(h5_path, range(shown))
     path = _save_atomic(render_gallery(images, labels), Path(output))
     logger.info("wrote gallery of %d samples from %s to %s", shown, h5_path, path)
