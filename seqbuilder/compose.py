@@ -73,8 +73,7 @@ def compose(
         ValueError: ``fit="pad"`` and a composition is wider than ``width``.
     """
     n_samples, n_slots = glyphs.shape[:2]
-    # (B, L) which slots hold a digit; None when all do, which spares the masking.
-    valid = None if lengths.min() == n_slots else np.arange(n_slots) < lengths[:, None]
+    valid = slot_mask(lengths, n_slots)
     ink_crop = options.digit_crop == "ink"
     crop_width: IntArray | int
     if ink_crop:
@@ -97,9 +96,9 @@ def compose(
     natural = (x + crop_width).max(axis=1) if ink_crop else x[:, -1] + DIGIT_SIZE
 
     if options.fit == "pad":
-        if natural.max() > width:
+        if _largest(natural) > width:
             raise ValueError(
-                f"a composition needs {int(natural.max())} columns, more than "
+                f"a composition needs {_largest(natural)} columns, more than "
                 f"image_width={width} (use fit='scale' or a wider image)"
             )
         padded = None  # every sample is padded
@@ -118,7 +117,7 @@ def compose(
     window = offset[:, None] + x
     if ink_crop:
         window -= crop_start
-    overlapping = ink_crop or (n_slots > 1 and gaps.min() < 0)
+    overlapping = ink_crop or (n_slots > 1 and _smallest(gaps) < 0)
     boxes = _ink_boxes_in_output(ink_boxes, window, valid)
 
     if padded is None or padded.all():
@@ -141,6 +140,26 @@ def compose(
         sub[..., [0, 2]] = np.where(sub[..., [0, 2]] >= 0, np.clip(xs, 0, width), -1)
         boxes[chosen] = sub
     return images, boxes
+
+
+def slot_mask(lengths: IntArray, n_slots: int) -> npt.NDArray[np.bool_] | None:
+    """Return ``(B, L)``: which slots hold a digit; None when every slot does.
+
+    None spares the masking in the common case of sequences of one length.
+    """
+    if _smallest(lengths) == n_slots:
+        return None
+    return np.arange(n_slots) < lengths[:, None]
+
+
+def _smallest(values: npt.NDArray[Any]) -> int:
+    """``values.min()``, cheaper for the single sample of the one-image API."""
+    return int(values.flat[0]) if values.size == 1 else int(values.min())
+
+
+def _largest(values: npt.NDArray[Any]) -> int:
+    """``values.max()``, cheaper for the single sample of the one-image API."""
+    return int(values.flat[0]) if values.size == 1 else int(values.max())
 
 
 def _ink_boxes_in_output(

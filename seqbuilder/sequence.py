@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from .compose import DIGIT_SIZE, MAX_OVERLAP, ImageArray, compose, widest_width
+from .compose import DIGIT_SIZE, MAX_OVERLAP, ImageArray, compose, slot_mask, widest_width
 from .mnist import MnistSplit, load_mnist
 from .options import ComposeOptions
 
@@ -127,10 +127,10 @@ def generate_batch(
     n_samples, n_slots = digits.shape
     # One draw of uniform floats serves both choices: the sample of each digit, then each gap.
     uniform = rng.random((n_samples, 2 * n_slots - 1))
-    valid = None if lengths_64.min() == n_slots else np.arange(n_slots) < lengths_64[:, None]
+    valid = slot_mask(lengths_64, n_slots)
     source_index = draw_sources(split, digits, valid, uniform[:, :n_slots])
     gaps = spacing[0] + (uniform[:, n_slots:] * (spacing[1] - spacing[0] + 1)).astype(np.int64)
-    safe_index = np.maximum(source_index, 0)
+    safe_index = source_index if valid is None else np.maximum(source_index, 0)
     images, boxes = compose(
         split.images[safe_index],
         split.ink_boxes[safe_index],
