@@ -20,6 +20,17 @@ ENCODABLE = ("gzip", "lzf", "none")
 _MODULUS = 0xFFFF
 
 
+_POSITIONS = np.arange(0, dtype=np.int64)
+
+
+def _positions(count: int) -> npt.NDArray[np.int64]:
+    """``arange(count)`` as a view of one cached array, grown as needed."""
+    global _POSITIONS
+    if len(_POSITIONS) < count:
+        _POSITIONS = np.arange(max(count, 2 * len(_POSITIONS)), dtype=np.int64)
+    return _POSITIONS[:count]
+
+
 def can_encode(compression: str) -> bool:
     """Whether chunks of ``compression`` can be made here (lzf needs ``python-lzf``)."""
     if compression == "lzf":
@@ -51,50 +62,52 @@ def encode_chunks(
     """
     shuffled = images.dtype.itemsize > 1 and compression != "none"
     lzf_bit = 1 << (1 if shuffled else 0)  # the lzf filter's place in the pipeline
+    count = len(images)
+    short = -count % chunk_samples
+    if short:  # pad the block once, so every chunk below is a view
+        padding = np.zeros((short, *images.shape[1:]), images.dtype)
+        images = np.concatenate([images, padding])
+    rows = np.ascontiguousarray(images).reshape(-1, chunk_samples * images[0].size)
     encoded = []
-    for start in range(0, len(images), chunk_samples):
-        chunk = images[start : start + chunk_samples]
-        if len(chunk) < chunk_samples:
-            padding = np.zeros((chunk_samples - len(chunk), *images.shape[1:]), images.dtype)
-            chunk = np.concatenate([chunk, padding])
-        data = _shuffle(chunk) if shuffled else np.ascontiguousarray(chunk).tobytes()
+    for chunk in rows:
+        data: bytes | memoryview = _shuffle(chunk) if shuffled else chunk.data.cast("B")
         mask = 0
         if compression == "gzip":
             data = zlib.compress(data, level)
         elif compression == "lzf":
             import lzf
 
-            packed = lzf.compress(data, len(data) - 1)
+            packed = lzf.compress(bytes(data), len(data) - 1)
             if packed is None:
                 mask = lzf_bit
             else:
                 data = packed
-        encoded.append((data + fletcher32(data), mask))
+        encoded.append((bytes(data) + fletcher32(data), mask))
     return encoded
 
 
 def _shuffle(chunk: npt.NDArray[Any]) -> bytes:
     """HDF5's shuffle: the first bytes of every element, then the second bytes, and so on."""
     size = chunk.dtype.itemsize
-    return np.ascontiguousarray(chunk).view(np.uint8).reshape(-1, size).T.tobytes()
+    return chunk.view(np.uint8).reshape(-1, size).T.tobytes()
 
 
-def fletcher32(data: bytes) -> bytes:
+def fletcher32(data: bytes | memoryview) -> bytes:
     """Return HDF5's fletcher32 checksum of ``data`` as the 4 bytes its filter appends.
 
     HDF5 sums big-endian 16-bit words (an odd last byte as the high byte of a word) and folds
     the sums with end-around carry; that equals arithmetic modulo 65535, except that a sum
     which is a non-zero multiple of 65535 folds to 65535, not 0.
     """
-    padded = data + b"\0" if len(data) % 2 else data
+    padded = bytes(data) + b"\0" if len(data) % 2 else data
     words = np.frombuffer(padded, ">u2").astype(np.int64)
     count = len(words)
-    if count == 0 or not words.any():
-        return bytes(4)
     total = int(words.sum())
-    # sum2 adds the running sum1 after every word: word i counts (count - i) times. A chunk
-    # is far below 2**31 words, so the exact sum fits in int64 before the modulus.
-    weighted = int(np.dot(words, np.arange(count, 0, -1, dtype=np.int64)))
+    if total == 0:
+        return bytes(4)
+    # sum2 adds the running sum1 after every word: word i counts (count - i) times, so
+    # sum2 = count * total - sum(i * word_i). Both fit in int64 for any chunk under 2 GiB.
+    weighted = count * total - int(np.dot(words, _positions(count)))
     sum1 = (total - 1) % _MODULUS + 1
     sum2 = (weighted - 1) % _MODULUS + 1
     return ((sum2 << 16) | sum1).to_bytes(4, "little")

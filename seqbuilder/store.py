@@ -25,6 +25,7 @@ summary in :mod:`seqbuilder.info` (:func:`describe`); both are re-exported here,
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -252,7 +253,12 @@ class SplitWriter:
     ) -> None:
         if exc_type is None:
             self.close()
-        elif self._checkpointed or self._resumed:
+            return
+        if issubclass(exc_type, KeyboardInterrupt) and self._written:
+            # Ctrl-C lands between HDF5 calls, so the file is consistent: keep all it has.
+            with contextlib.suppress(Exception):
+                self.checkpoint()
+        if self._checkpointed or self._resumed:
             self.keep()
         else:
             self.discard()
