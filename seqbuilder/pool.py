@@ -7,6 +7,9 @@ does not grow with the split. Workers ignore Ctrl-C: the parent decides, and sto
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import multiprocessing
 import signal
 from collections import deque
@@ -79,6 +82,13 @@ def iterate_blocks(
 
 
 def _worker_signals() -> None:
-    """Let the parent handle Ctrl-C; let terminate() end a worker at once."""
+    """Let the parent handle Ctrl-C; let terminate() end a worker at once; on Linux, end it
+    when the parent dies (even by ``kill -9``) rather than finishing orphaned blocks."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h

@@ -265,14 +265,29 @@ class SplitWriter:
 
     def keep(self) -> None:
         """Close the unfinished file, keeping ``<name>.tmp`` and its last checkpoint."""
-        if self._file is not None:
-            try:
-                self._file.close()
-            except Exception as error:  # a full disk may refuse the last flush
-                logger.warning("closing %s failed: %s", self.tmp_path, error)
-            finally:
-                self._file = None
+        self._abandon()
         logger.warning("kept incomplete %s for resume", self.tmp_path)
+
+    def _abandon(self) -> None:
+        """Close the file after a failure without writing anything more to it.
+
+        The file on disk stays as it was at the last flush (the last checkpoint), which is
+        what resume relies on. HDF5's close would flush its caches to the disk that may just
+        have refused a write; a file HDF5 fails to close stays open inside the library, which
+        flushes it again at interpreter exit and crashes there (HDF5 2.0). So the descriptor
+        is first pointed at /dev/null, where the closing flush lands harmlessly.
+        """
+        if self._file is None:
+            return
+        file, self._file = self._file, None
+        with contextlib.suppress(Exception):
+            sink = os.open(os.devnull, os.O_RDWR)
+            os.dup2(sink, file.id.get_vfd_handle())
+            os.close(sink)
+        try:
+            file.close()
+        except Exception as error:
+            logger.warning("closing %s failed: %s", self.tmp_path, error)
 
     def write(
         self,
@@ -397,13 +412,7 @@ class SplitWriter:
 
     def discard(self) -> None:
         """Close and delete the temporary file; the final name is never touched."""
-        if self._file is not None:
-            try:
-                self._file.close()
-            except Exception as error:  # a full disk may refuse the last flush: delete anyway
-                logger.warning("closing %s failed: %s", self.tmp_path, error)
-            finally:
-                self._file = None
+        self._abandon()
         if self.tmp_path.exists():
             self.tmp_path.unlink()
             logger.warning("discarded incomplete %s", self.tmp_path)
