@@ -1,26 +1,11 @@
-"""Own the HDF5 format of a built split and write it atomically.
-
-A ``<split>.h5`` file (format version 1) holds N samples of width W with at most L digits::
-
-    images        (N, 28, W)  uint8 (round(value * 255)) or float32 in [0, 1]
-    labels        (N, L)      int8   digits, left-aligned, padded with -1
-    lengths       (N,)        int16  number of digits of each sample
-    boxes         (N, L, 4)   int16  x0, y0, x1, y1 (end exclusive) of each digit's ink; -1 padded
-    source_index  (N, L)      int32  index of each digit's image in its MNIST split; -1 padded
-
-Every dataset is chunked along N (``images`` in chunks of ``chunk_samples`` whole samples, so a
-shuffled read decompresses one small chunk) and compressed with gzip, lzf or nothing, with a
-fletcher32 checksum so a corrupt chunk is an error, never silently wrong pixels. Everything else
-is a file attribute: ``format_version``, ``seqbuilder_version``, ``config`` (the resolved YAML),
-``seed``, ``split``, ``source``, ``source_sha256``, ``background``, ``height`` and ``width``.
-The file keeps the oldest HDF5 object formats that can hold it, so HDF5 1.10 tools
-(``h5ls``, ``h5dump``) and any h5py open it.
+"""Write a split file atomically, in bounded memory, resumably.
 
 :class:`SplitWriter` writes ``<name>.tmp`` beside the target and renames it only once every
-sample is in, so a file under its final name is always complete. Reading lives in
-:mod:`seqbuilder.reader` (:class:`SequenceDataset`, :func:`read_samples`) and the ``info``
-summary in :mod:`seqbuilder.info` (:func:`describe`); both are re-exported here, so
-``from seqbuilder.store import SequenceDataset, describe`` keeps working.
+sample is in, so a file under its final name is always complete; a checkpoint makes the work
+so far durable, so an interrupted build can continue (``resume_from``). The format itself
+(names, types, filters, the schema) lives in :mod:`seqbuilder.format`, reading in
+:mod:`seqbuilder.reader` and the ``info`` summary in :mod:`seqbuilder.info`; their public names
+are re-exported here, so ``from seqbuilder.store import SequenceDataset, IMAGES`` keeps working.
 """
 
 from __future__ import annotations
@@ -39,6 +24,31 @@ import numpy as np
 import numpy.typing as npt
 
 from .chunks import can_encode
+from .format import (
+    BOXES,
+    CHECKPOINT_ATTR,
+    COMPRESSIONS,
+    DATASETS,
+    DEFAULT_CHUNK_SAMPLES,
+    DEFAULT_COMPRESSION_LEVEL,
+    FIELD_DTYPES,
+    FORMAT_VERSION,
+    HEIGHT,
+    IMAGES,
+    LABELS,
+    LENGTHS,
+    LIBVER,
+    METADATA_CHUNK_ROWS,
+    PAD,
+    PLUGIN_COMPRESSIONS,
+    REQUIRED_ATTRS,
+    SCHEMA,
+    SOURCE_INDEX,
+    STORAGE_DTYPES,
+    dataset_filters,
+    plain_attr,
+    read_checkpoint,
+)
 
 if TYPE_CHECKING:
     from .info import describe as describe
@@ -47,66 +57,28 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-HEIGHT = 28
-PAD = -1
+__all__ = [
+    "BOXES",
+    "COMPRESSIONS",
+    "DATASETS",
+    "DEFAULT_CHUNK_SAMPLES",
+    "DEFAULT_COMPRESSION_LEVEL",
+    "FORMAT_VERSION",
+    "HEIGHT",
+    "IMAGES",
+    "LABELS",
+    "LENGTHS",
+    "PAD",
+    "PLUGIN_COMPRESSIONS",
+    "REQUIRED_ATTRS",
+    "SCHEMA",
+    "SOURCE_INDEX",
+    "STORAGE_DTYPES",
+    "SplitWriter",
+    "read_checkpoint",
+]
 
-IMAGES = "images"
-LABELS = "labels"
-LENGTHS = "lengths"
-BOXES = "boxes"
-SOURCE_INDEX = "source_index"
-DATASETS = (IMAGES, LABELS, LENGTHS, BOXES, SOURCE_INDEX)
-
-#: Storage choices, as spelled in the ``storage`` config group.
-STORAGE_DTYPES = ("uint8", "float32")
-COMPRESSIONS = ("gzip", "lzf", "none", "zstd", "blosc")
-#: Filters that need the optional ``hdf5plugin`` package (``pip install 'seqbuilder[fast]'``).
-PLUGIN_COMPRESSIONS = ("zstd", "blosc")
-DEFAULT_COMPRESSION_LEVEL = 4
-# 8 samples of width 200 are a 44 KiB chunk: a shuffled read decompresses it in ~0.15 ms while
-# the file stays within 3% of the best gzip ratio (benchmarks/bench_read.py has the table).
-DEFAULT_CHUNK_SAMPLES = 8
-
-#: Attributes the caller must supply; the writer adds format_version, seqbuilder_version,
-#: height and width itself.
-REQUIRED_ATTRS = ("config", "seed", "split", "source", "source_sha256", "background")
-
-#: The schema in a JSON-friendly form, for dataset_info.json and documentation.
-SCHEMA: dict[str, dict[str, str]] = {
-    "datasets": {
-        IMAGES: "(N, 28, width) uint8 (round(value * 255)) or float32 in [0, 1]",
-        LABELS: "(N, max_length) int8 digits, left-aligned, padded with -1",
-        LENGTHS: "(N,) int16 number of digits in each sample",
-        BOXES: "(N, max_length, 4) int16 x0, y0, x1, y1 (end exclusive) of digit ink, -1 padded",
-        SOURCE_INDEX: "(N, max_length) int32 index of each digit's MNIST image, -1 padded",
-    },
-    "attributes": {
-        "format_version": "int, this schema's version",
-        "seqbuilder_version": "str, the version that wrote the file",
-        "config": "str, the resolved build configuration as YAML",
-        "seed": "int, the build seed",
-        "split": "str, the split name",
-        "source": "str, the MNIST split the digits come from (train or test)",
-        "source_sha256": "str, sha256 of the decompressed MNIST images payload",
-        "background": "str, black (white ink) or white (dark ink)",
-        "height": "int, 28",
-        "width": "int, image width in pixels",
-    },
-}
-
-# Metadata dtypes; images take the configured storage dtype.
-_FIELD_DTYPES: dict[str, type[np.integer[Any]]] = {
-    LABELS: np.int8,
-    LENGTHS: np.int16,
-    BOXES: np.int16,
-    SOURCE_INDEX: np.int32,
-}
-# Oldest to newest object formats the writer may use: never demand more than HDF5 1.10 reads.
-_LIBVER = ("earliest", "v110")
-_METADATA_CHUNK_ROWS = 4096  # metadata is tiny per sample; big chunks compress it well
 _MIN_CACHE_BYTES = 1 << 20  # HDF5's default chunk cache
-_CHECKPOINT = "checkpoint_samples"  # on an unfinished file: samples safely on disk
 
 # Names that moved out of this module, re-exported for old imports. They are resolved lazily
 # (PEP 562) because reader.py and info.py import the format constants from here: an eager
@@ -195,7 +167,7 @@ class SplitWriter:
         self._file: h5py.File | None = None
         if resume_from and self._reopen(resume_from, file_attrs):
             return
-        self._file = h5py.File(self.tmp_path, "w", libver=_LIBVER, rdcc_nbytes=self._cache_bytes())
+        self._file = h5py.File(self.tmp_path, "w", libver=LIBVER, rdcc_nbytes=self._cache_bytes())
         try:
             self._datasets = self._create_datasets(compression, compression_level)
             self._file.attrs.update(file_attrs)
@@ -216,7 +188,7 @@ class SplitWriter:
         """
         if self._file is None:
             return
-        self._file.attrs[_CHECKPOINT] = self._written
+        self._file.attrs[CHECKPOINT_ATTR] = self._written
         self._file.flush()
         self._checkpointed = True
 
@@ -398,8 +370,8 @@ class SplitWriter:
                 "the incomplete file was discarded"
             )
         try:
-            if _CHECKPOINT in self._file.attrs:
-                del self._file.attrs[_CHECKPOINT]
+            if CHECKPOINT_ATTR in self._file.attrs:
+                del self._file.attrs[CHECKPOINT_ATTR]
             self._file.close()
             self._file = None
             with open(self.tmp_path, "rb+") as handle:  # the rename must never expose lost pages
@@ -420,7 +392,7 @@ class SplitWriter:
     def _cache_bytes(self) -> int:
         # Enough chunk cache to hold one partly written chunk of every dataset at once.
         per_row = HEIGHT * self.width * self._dtype.itemsize
-        metadata_rows = min(self.count, _METADATA_CHUNK_ROWS)
+        metadata_rows = min(self.count, METADATA_CHUNK_ROWS)
         per_meta_row = self.max_length * (1 + 2 * 4 + 4) + 2
         return max(_MIN_CACHE_BYTES, 2 * (self._chunk * per_row + metadata_rows * per_meta_row))
 
@@ -436,8 +408,8 @@ class SplitWriter:
         }
         datasets = {}
         for name, shape in shapes.items():
-            dtype = self._dtype if name == IMAGES else np.dtype(_FIELD_DTYPES[name])
-            rows = self._chunk if name == IMAGES else max(1, min(n, _METADATA_CHUNK_ROWS))
+            dtype = self._dtype if name == IMAGES else np.dtype(FIELD_DTYPES[name])
+            rows = self._chunk if name == IMAGES else max(1, min(n, METADATA_CHUNK_ROWS))
             # Metadata always uses gzip: it is tiny and must open without any plugin.
             method = compression if name == IMAGES else "gzip"
             datasets[name] = self._file.create_dataset(
@@ -448,7 +420,7 @@ class SplitWriter:
                 # HDF5 wants chunks no larger than a fixed dim: an empty split may grow.
                 maxshape=(None, *shape[1:]) if n == 0 else None,
                 fillvalue=0 if name == IMAGES else PAD,
-                **_filters(method, level, dtype.itemsize),
+                **dataset_filters(method, level, dtype.itemsize),
             )
         return datasets
 
@@ -511,45 +483,18 @@ class SplitWriter:
         )
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, object], int] | None:
-    """Return the attributes and checkpointed sample count of an unfinished ``<path>.tmp``.
-
-    Returns None when there is no such file, it cannot be opened, or it never reached a
-    checkpoint.
-    """
-    temporary = Path(path).with_name(Path(path).name + ".tmp")
-    if not temporary.exists():
-        return None
-    try:
-        with h5py.File(temporary, "r") as file:
-            if _CHECKPOINT not in file.attrs:
-                return None
-            attrs = {key: _plain_attr(value) for key, value in file.attrs.items()}
-    except OSError:
-        return None
-    samples = int(attrs.pop(_CHECKPOINT))  # type: ignore[call-overload]
-    return attrs, samples
-
-
-def _plain_attr(value: object) -> object:
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _resume_problem(
     file: h5py.File, rows: int, chunk: int, attrs: Mapping[str, object]
 ) -> str | None:
     """Say why ``file`` cannot be continued after ``rows`` samples, or None if it can."""
     if any(not isinstance(file.get(name), h5py.Dataset) for name in DATASETS):
         return "a dataset is missing"
-    if int(file.attrs.get(_CHECKPOINT, -1)) < rows:
+    if int(file.attrs.get(CHECKPOINT_ATTR, -1)) < rows:
         return "it holds fewer samples than its checkpoint"
     for key, value in attrs.items():
         # The config text may differ in keys that do not change the data (workers, resume);
         # the build compares configurations key by key before it resumes.
-        if (
-            key not in ("seqbuilder_version", "config")
-            and _plain_attr(file.attrs.get(key)) != value
-        ):
+        if key not in ("seqbuilder_version", "config") and plain_attr(file.attrs.get(key)) != value:
             return f"its {key} attribute differs"
     images = file[IMAGES]
     for row in range(0, rows, chunk):
@@ -558,33 +503,6 @@ def _resume_problem(
     if rows and int(file[LENGTHS][:rows].min()) < 1:
         return "some kept samples have no label"
     return None
-
-
-def _filters(method: str, level: int, itemsize: int) -> dict[str, Any]:
-    """Return h5py's ``create_dataset`` keywords for one compression method.
-
-    The pipeline is shuffle (multi-byte dtypes), compression, fletcher32: the order h5py uses
-    and :func:`seqbuilder.chunks.encode_chunks` reproduces.
-    """
-    if method == "none":
-        return {"fletcher32": True}
-    if method in ("gzip", "lzf"):
-        options = level if method == "gzip" else None
-        return {
-            "compression": method,
-            "compression_opts": options,
-            "shuffle": itemsize > 1,
-            "fletcher32": True,
-        }
-    try:
-        import hdf5plugin
-    except ImportError:
-        raise ValueError(
-            f"compression={method!r} needs the hdf5plugin package: pip install 'seqbuilder[fast]'"
-        ) from None
-    if method == "zstd":
-        return dict(hdf5plugin.Zstd(clevel=max(level, 1)), fletcher32=True)
-    return dict(hdf5plugin.Blosc(cname="lz4", clevel=level, shuffle=1), fletcher32=True)
 
 
 def _check_layout(count: int, width: int, max_length: int, chunk_samples: int) -> None:
@@ -637,4 +555,4 @@ def _as_field(
         raise TypeError(f"{name} has dtype {array.dtype}, expected integers")
     if array.size and (array.min() < low or array.max() > high):
         raise ValueError(f"{name} holds values outside {low}..{high}")
-    return array.astype(_FIELD_DTYPES[name], copy=False)
+    return array.astype(FIELD_DTYPES[name], copy=False)
