@@ -14,8 +14,8 @@ Prints, for this machine and in one run:
     and chunk shape, times the worker count; and, since cores of a shared virtual machine do
     not add up perfectly, the rate of that many processes compressing at once;
 (d) the end-to-end rate of ``seqbuilder build`` writing ``--count`` train images with gzip at
-    ``--level`` and ``workers=--workers``, then the same with lzf (wall time of the whole
-    command, start-up included);
+    ``--level`` and ``workers=--workers``, then the same with lzf, and with gzip written by the
+    isal deflate encoder (wall time of the whole command, start-up included);
 (e) the peak memory of each build: the proportional set size (PSS) summed over the build
     process and its workers, sampled every 50 ms from /proc; and the same for a build of a
     quarter of the count, to show that memory does not grow with the count.
@@ -204,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         runs = [
             ("gzip", args.count, [*storage, f"storage.compression_level={args.level}"]),
             ("lzf", args.count, [*storage, "storage.compression=lzf"]),
+            (
+                "gzip with storage.deflate=isal",
+                args.count,
+                [*storage, f"storage.compression_level={args.level}", "storage.deflate=isal"],
+            ),
             ("gzip", args.count // 4, [*storage, f"storage.compression_level={args.level}"]),
         ]
         for number, (name, count, options) in enumerate(runs):

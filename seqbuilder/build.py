@@ -268,7 +268,12 @@ def _write_split(
         # bytes. That needs blocks made of whole chunks, and a filter we can run outside HDF5.
         encoding = None
         if writer.accepts_encoded and BLOCK_SAMPLES % writer.chunk_samples == 0:
-            encoding = Encoding(writer.chunk_samples, writer.compression, storage.compression_level)
+            encoding = Encoding(
+                writer.chunk_samples,
+                writer.compression,
+                storage.compression_level,
+                storage.deflate.value,
+            )
         remaining = plan.block_ids[writer.resumed // BLOCK_SAMPLES :]
         last_checkpoint = time.monotonic()
         for block in iterate_blocks(recipe, plan, remaining, workers, encoding):

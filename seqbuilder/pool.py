@@ -31,6 +31,7 @@ class Encoding(NamedTuple):
     chunk_samples: int
     compression: str
     level: int
+    deflate: str = "zlib"
 
 
 class EncodedBlock(NamedTuple):

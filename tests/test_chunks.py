@@ -15,6 +15,7 @@ import os
 import struct
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -453,3 +454,30 @@ def test_a_corrupted_stored_chunk_gives_the_readers_one_line_error(
     assert err[0].startswith("seqbuilder: error: ")
     assert "is corrupt" in err[0]
     assert not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", [0, 1, 3])
+def test_isal_deflate_builds_read_back_as_the_uncompressed_arrays(
+    run_build: Callable[..., Path], uncompressed_builds: dict[str, Path], level: int, dtype: str
+) -> None:
+    run_dir = run_build(
+        *FILTER_BUILD,
+        "storage.deflate=isal",
+        f"storage.compression_level={level}",
+        f"storage.dtype={dtype}",
+    )
+
+    path = run_dir / "train.h5"
+    assert_same_arrays(read_datasets(path), read_datasets(uncompressed_builds[dtype] / "train.h5"))
+
+
+def test_isal_deflate_chunks_are_zlib_streams_of_the_same_bytes() -> None:
+    images = np.random.default_rng(3).integers(0, 4, (20, 28, 30), dtype=np.uint8)
+
+    isal_chunks = encode_chunks(images, 8, "gzip", 1, deflate="isal")
+    zlib_chunks = encode_chunks(images, 8, "gzip", 1)
+
+    for (isal_data, _), (zlib_data, _) in zip(isal_chunks, zlib_chunks, strict=True):
+        assert zlib.decompress(isal_data[:-4]) == zlib.decompress(zlib_data[:-4])
+        assert isal_data[-4:] == fletcher32(isal_data[:-4])

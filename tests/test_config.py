@@ -205,8 +205,19 @@ def test_every_valid_choice_loads(overrides: list[str]) -> None:
         ),
         pytest.param(
             ["storage.compression=brotli"],
-            r"'brotli', expected one of \[gzip, lzf, none, zstd, blosc\].*full_key: storage\.compression",
+            r"'brotli', expected one of \[gzip, lzf, none, zstd, blosc\]"
+            r".*full_key: storage\.compression",
             id="compression-unknown",
+        ),
+        pytest.param(
+            ["storage.deflate=isal", "storage.compression_level=4"],
+            r"storage\.compression_level \(4\) must be in 0\.\.3 with storage\.deflate=isal",
+            id="isal-level-4",
+        ),
+        pytest.param(
+            ["storage.deflate=brotli"],
+            r"'brotli', expected one of \[zlib, isal\].*full_key: storage\.deflate",
+            id="deflate-unknown",
         ),
         pytest.param(
             ["storage.chunk_samples=0"],
