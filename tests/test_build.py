@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import yaml
+from bad_configs import BAD_CONFIGS, write_bad_sequence_file
 from PIL import Image
 
 import seqbuilder
@@ -515,48 +516,7 @@ def test_cfg_job_prints_the_config_and_writes_nothing(
 
 
 BAD_BUILDS = [
-    pytest.param(["width=abc"], r"'abc'.*full_key: width\b", id="width-not-int"),
-    pytest.param(["fit=stretch"], r"'stretch'.*full_key: fit\b", id="fit-unknown"),
-    pytest.param(["sequences.kind=bogus"], r"full_key: sequences\.kind", id="kind-unknown"),
-    pytest.param(
-        ["sequences=bogus"],
-        r"Could not find 'sequences/bogus' Available options in 'sequences':.*random",
-        id="sequences-option-unknown",
-    ),
-    pytest.param(["colour=red"], r"Key 'colour' not in 'BuildConfig'", id="unknown-key"),
-    pytest.param(
-        ["spacing.min=9", "spacing.max=4"],
-        r"spacing\.min \(9\) must be <= spacing\.max \(4\)",
-        id="spacing-min-above-max",
-    ),
-    pytest.param(["spacing.min=-28"], r"spacing\.min \(-28\) must be >= -27", id="overlap"),
-    pytest.param(["splits.val.count=-1"], r"splits\.val\.count \(-1\) must be >= 0", id="count"),
-    pytest.param(
-        ["storage.compression_level=12"], r"storage\.compression_level \(12\)", id="level-12"
-    ),
-    pytest.param(["storage.chunk_samples=0"], r"storage\.chunk_samples \(0\)", id="chunk-0"),
-    pytest.param(["gallery.count=-1"], r"gallery\.count \(-1\) must be >= 0", id="gallery"),
-    pytest.param(["workers=-1"], r"workers \(-1\) must be >= 0", id="workers"),
-    pytest.param(["seed=-1"], r"seed \(-1\) must be >= 0", id="seed"),
-    pytest.param(
-        ["sequences=list", "sequences.values=['0965','9x']"],
-        r"sequences\.values\[1\] is '9x'",
-        id="list-non-digit",
-    ),
-    pytest.param(["sequences=list", "sequences.values=[]"], r"sequences\.values is empty", id="[]"),
-    pytest.param(
-        ["sequences=file", "sequences.path={tmp}/missing.txt"],
-        r"sequences\.path '.*missing\.txt' cannot be read",
-        id="file-missing",
-    ),
-    pytest.param(
-        ["sequences=file", "sequences.path={tmp}/bad.txt"],
-        r"sequences\.path '.*bad\.txt' line 2 is '4-2'",
-        id="file-bad-line",
-    ),
-    pytest.param(
-        ["width=100"], r"width \(100\) is too small: .* at least 198 columns", id="too-narrow"
-    ),
+    *BAD_CONFIGS,
     pytest.param(
         ["-m", "width=200,100"], r"width \(100\) is too small", id="one-bad-job-in-a-sweep"
     ),
@@ -571,7 +531,7 @@ def test_a_bad_configuration_exits_2_with_one_line_and_creates_no_run_directory(
     overrides: list[str],
     match: str,
 ) -> None:
-    (tmp_path / "bad.txt").write_text("0965\n4-2\n", encoding="utf-8")
+    write_bad_sequence_file(tmp_path)
     before = set(tmp_path.iterdir())
     outputs = [f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"]
 
