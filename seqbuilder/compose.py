@@ -216,7 +216,7 @@ def _place(
     return canvas
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)
 def _row_starts(n_samples: int, padded_width: int, margin: int) -> IntArray:
     """Return the ``(B, 1, 28)`` byte offset of each row of each sample, past the left margin."""
     sample_starts = np.arange(n_samples, dtype=np.int64) * (DIGIT_SIZE * padded_width) + margin
