@@ -28,7 +28,7 @@ from .gallery import render_gallery_file
 from .lock import run_lock
 from .mnist import load_mnist
 from .plan import BLOCK_SAMPLES, Recipe, SplitPlan, make_recipe, split_plans
-from .pool import EncodedBlock, Encoding, iterate_blocks
+from .pool import EncodedBlock, Encoding, WorkerDiedError, iterate_blocks
 from .resume import resume_point
 from .store import SplitWriter, read_checkpoint
 
@@ -171,6 +171,10 @@ def build(config: BuildConfig, config_yaml: str, run_dir: Path, *, command: str)
                     cause = os.strerror(error.errno) if error.errno else str(error)
                     reason = f"writing {path.name} failed: {cause}"
                     raise BuildWriteError(_resume_hint(reason, path, run_dir, command)) from None
+                except WorkerDiedError as error:
+                    raise BuildWriteError(
+                        _resume_hint(str(error), path, run_dir, command)
+                    ) from None
             written.append(path)
             if config.gallery.count and plan.stored_count:
                 gallery = run_dir / f"gallery_{plan.name}.png"
@@ -185,7 +189,8 @@ class BuildInterrupted(KeyboardInterrupt):
 
 
 class BuildWriteError(SeqbuilderError):
-    """The disk refused a write; the message says what was kept and how to resume."""
+    """The disk refused a write, or a worker died; the message says what was kept and how to
+    resume."""
 
 
 def _resume_hint(what: str, path: Path, run_dir: Path, command: str) -> str:

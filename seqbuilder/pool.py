@@ -14,12 +14,15 @@ import multiprocessing
 import signal
 from collections import deque
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from .chunks import encode_chunks
+from .errors import SeqbuilderError
 from .plan import Block, Recipe, SplitPlan, make_block
 
 IN_FLIGHT_PER_WORKER = 2  # blocks queued per worker: enough to keep it busy, no more
@@ -70,16 +73,44 @@ def iterate_blocks(
     # fork shares the parent's loaded MNIST with the workers for free; spawn reloads it.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    with context.Pool(min(workers, len(block_ids)), initializer=_worker_signals) as pool:
-        pending: deque[Any] = deque()
+    count = min(workers, len(block_ids))
+    # A ProcessPoolExecutor, not a Pool: if a worker dies (out of memory, killed), its pending
+    # blocks fail with BrokenProcessPool instead of waiting forever.
+    executor = ProcessPoolExecutor(count, mp_context=context, initializer=_worker_signals)
+    try:
+        pending: deque[tuple[int, Future[Block | EncodedBlock]]] = deque()
         for block_id in block_ids:
-            task = (recipe, plan, block_id, encoding)
-            pending.append(pool.apply_async(make_stored_block, task))
-            if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
-                yield pending.popleft().get()
+            task = executor.submit(make_stored_block, recipe, plan, block_id, encoding)
+            pending.append((block_id, task))
+            if len(pending) >= IN_FLIGHT_PER_WORKER * count:
+                yield _result(plan, *pending.popleft())
         while pending:
-            yield pending.popleft().get()
-    # Leaving the with block (normally, on an error or on Ctrl-C) terminates the workers.
+            yield _result(plan, *pending.popleft())
+    except BaseException:  # an error, Ctrl-C, or the consumer giving up: stop the workers now
+        # The executor has no public way to stop running tasks; its worker table does.
+        processes = getattr(executor, "_processes", None) or {}
+        for process in list(processes.values()):
+            process.terminate()
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
+
+
+class WorkerDiedError(SeqbuilderError):
+    """A worker process ended abruptly (killed, out of memory) while making a block."""
+
+
+def _result(
+    plan: SplitPlan, block_id: int, task: Future[Block | EncodedBlock]
+) -> Block | EncodedBlock:
+    """The block ``task`` made, or a clear error if its worker died."""
+    try:
+        return task.result()
+    except BrokenProcessPool:
+        raise WorkerDiedError(
+            f"a worker process died while making block {block_id} of {plan.name}.h5 "
+            "(killed, or out of memory?)"
+        ) from None
 
 
 def _worker_signals() -> None:

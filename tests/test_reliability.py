@@ -426,6 +426,28 @@ def test_a_second_build_into_the_run_directory_of_a_live_build_is_refused(
 
 
 @pytest.mark.slow
+def test_a_worker_killed_midway_ends_the_build_with_one_line_not_a_hang(
+    tmp_path: Path, env: dict[str, str], reference: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    with _started(run_dir, env, f"hydra.run.dir={run_dir}") as build:
+        build.wait_for_checkpoint("train", BLOCK_SAMPLES)
+        assert build.workers, "the build runs worker processes"
+
+        os.kill(build.workers[0], signal.SIGKILL)
+        build.process.wait(timeout=30)
+
+        assert build.process.returncode == 2
+        line = _error_line(build.stderr())
+    assert "a worker process died while making block" in line
+    assert "resume with:" in line
+    assert not (run_dir / "train.h5").exists()
+    resumed = _run(run_dir, env, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_as_reference(run_dir, reference)
+
+
+@pytest.mark.slow
 def test_a_lock_left_by_a_build_killed_with_sigkill_does_not_block_the_next_build(
     tmp_path: Path, env: dict[str, str], reference: Path
 ) -> None:
