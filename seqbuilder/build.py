@@ -228,8 +228,6 @@ def _split_attrs(
         "source": plan.source,
         "source_sha256": sha256,
         "background": config.background.value,
-        "height": 28,
-        "width": config.width,
         "shard_index": plan.shard_index,
         "shard_count": plan.shard_count,
         "sample_start": plan.sample_start,

@@ -16,15 +16,21 @@ import numpy as np
 
 from . import __version__
 from .config import BuildConfig
+from .resume import data_keys
 from .store import FORMAT_VERSION, SCHEMA
 
 MNIST_LICENSE = "CC BY-SA 3.0 (the MNIST database, LeCun, Cortes and Burges)"
 
 
 def fingerprint(config_yaml: str, source_sha256: Mapping[str, str]) -> str:
-    """Return the sha256 naming this dataset: config, MNIST digests and package version."""
+    """Return the sha256 naming this dataset: config, MNIST digests and package version.
+
+    Only the keys that change the data count (the ones ``resume`` compares), so the same
+    dataset built with other ``workers`` or ``gallery`` settings keeps its fingerprint.
+    """
+    config = json.dumps(data_keys(config_yaml), sort_keys=True, default=str)
     digest = hashlib.sha256()
-    for part in (config_yaml, json.dumps(dict(sorted(source_sha256.items()))), __version__):
+    for part in (config, json.dumps(dict(sorted(source_sha256.items()))), __version__):
         digest.update(part.encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()
@@ -39,7 +45,7 @@ def write_dataset_info(
         with h5py.File(path, "r") as file:
             splits[path.stem] = {
                 "file": path.name,
-                "count": _count(path),
+                "count": int(file["lengths"].shape[0]),
                 "bytes": path.stat().st_size,
                 "source": str(file.attrs["source"]),
             }

@@ -41,8 +41,6 @@ DATASETS = (IMAGES, LABELS, LENGTHS, BOXES, SOURCE_INDEX)
 #: Storage choices, as spelled in the ``storage`` config group.
 STORAGE_DTYPES = ("uint8", "float32")
 COMPRESSIONS = ("gzip", "lzf", "none", "zstd", "blosc")
-#: Filters that need the optional ``hdf5plugin`` package (``pip install 'seqbuilder[fast]'``).
-PLUGIN_COMPRESSIONS = ("zstd", "blosc")
 DEFAULT_COMPRESSION_LEVEL = 4
 # 8 samples of width 200 are a 44 KiB chunk: a shuffled read decompresses it in ~0.15 ms while
 # the file stays within 3% of the best gzip ratio (benchmarks/bench_read.py has the table).

@@ -65,14 +65,17 @@ def first_difference(old_yaml: str, new_yaml: str, also_ignore: tuple[str, ...] 
     Keys that do not change the data (``resume``, ``workers``, ``gallery.*``, ``data.*``) and
     the dotted keys of ``also_ignore`` are not compared.
     """
-    old = dict(_flatten(OmegaConf.create(old_yaml)))
-    new = dict(_flatten(OmegaConf.create(new_yaml)))
+    old, new = data_keys(old_yaml), data_keys(new_yaml)
     for key in sorted(old.keys() | new.keys()):
-        if key.split(".")[0] in _IGNORED or key in also_ignore:
-            continue
-        if old.get(key) != new.get(key):
+        if key not in also_ignore and old.get(key) != new.get(key):
             return key
     return None
+
+
+def data_keys(config_yaml: str) -> dict[str, object]:
+    """The config as dotted keys, without the keys that do not change the data."""
+    flat = _flatten(OmegaConf.create(config_yaml))
+    return {key: value for key, value in flat if key.split(".")[0] not in _IGNORED}
 
 
 def _flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, object]]:

@@ -435,6 +435,8 @@ def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_bytes(
 
     assert fingerprint(again) == fingerprint(tiny_run_dir)
     assert fingerprint(other) != fingerprint(tiny_run_dir)
+    # keys that do not change the data do not change the name of the data
+    assert fingerprint(build("workers=2", "gallery.count=0")) == fingerprint(tiny_run_dir)
 
 
 # --- sequences ----------------------------------------------------------------------------------
