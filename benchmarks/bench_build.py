@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from seqbuilder.mnist import MnistSplit, load_mnist
-from seqbuilder.options import ComposeOptions
-from seqbuilder.sequence import generate_batch
+from seqbuilder.image.engine import generate_batch
+from seqbuilder.image.options import ComposeOptions
+from seqbuilder.mnist.load import MnistSource, load_mnist
 
 BLOCK = 4096
 LENGTH = 5
@@ -49,7 +49,7 @@ WIDTH = 200
 SPACING = (0, 10)  # widest: 5 * 28 + 4 * 10 = 180 <= 200
 
 
-def engine_rate(split: MnistSplit, seconds: float) -> tuple[float, npt.NDArray[np.uint8]]:
+def engine_rate(split: MnistSource, seconds: float) -> tuple[float, npt.NDArray[np.uint8]]:
     """Return (a) in samples/s, and one block of images for the compression ceiling."""
     rng = np.random.default_rng(0)
     digits = rng.integers(0, 10, (BLOCK, LENGTH))
@@ -63,7 +63,7 @@ def engine_rate(split: MnistSplit, seconds: float) -> tuple[float, npt.NDArray[n
     return blocks * BLOCK / elapsed, images
 
 
-def naive_rate(split: MnistSplit, seconds: float) -> float:
+def naive_rate(split: MnistSource, seconds: float) -> float:
     """Return (b): the straightforward per-image loop, in samples/s."""
     rng = np.random.default_rng(0)
     by_label = [

@@ -36,9 +36,9 @@ import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 
 from seqbuilder import generate_numbers_sequence  # noqa: E402
-from seqbuilder.mnist import load_mnist  # noqa: E402
-from seqbuilder.options import ComposeOptions  # noqa: E402
-from seqbuilder.sequence import generate_batch  # noqa: E402
+from seqbuilder.image.engine import generate_batch  # noqa: E402
+from seqbuilder.image.options import ComposeOptions  # noqa: E402
+from seqbuilder.mnist.load import load_mnist  # noqa: E402
 
 DIGITS = [0, 9, 6, 5]
 SPACING = (0, 10)

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from seqbuilder.mnist import load_mnist
-from seqbuilder.options import ComposeOptions
-from seqbuilder.sequence import generate_batch
-from seqbuilder.store import SequenceDataset, SplitWriter
+from seqbuilder.image.engine import generate_batch
+from seqbuilder.image.options import ComposeOptions
+from seqbuilder.mnist.load import load_mnist
+from seqbuilder.store.reader import SequenceDataset
+from seqbuilder.store.writer import SplitWriter
 
 CHUNK_SAMPLES = (1, 4, 8, 16, 32, 64, 256)
 COMPRESSIONS = ("gzip", "lzf", "none")

@@ -1,20 +1,27 @@
-"""seqbuilder: synthetic digit-sequence images and datasets built from MNIST digits."""
+"""seqbuilder: synthetic digit-sequence images and datasets built from MNIST digits.
+
+The public API, re-exported from the layers that hold it; see the documentation site for the
+guide. ``mnist`` (layer 1) finds MNIST; ``image`` and ``store`` (layer 2) compose images and
+read and write the HDF5 files; ``build`` and ``view`` (layer 3) make datasets and look at them;
+``cli`` sits on top.
+"""
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-from .errors import DatasetFormatError, IdxFormatError, MnistNotFoundError, SeqbuilderError
-from .mnist import load_mnist
-from .reader import SequenceDataset
-from .sequence import generate_numbers_sequence
-
-try:
-    __version__ = version("seqbuilder")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+from ._version import __version__
+from .errors import (
+    ConfigError,
+    DatasetFormatError,
+    IdxFormatError,
+    MnistNotFoundError,
+    SeqbuilderError,
+)
+from .image.sequence import generate_numbers_sequence
+from .mnist.load import load_mnist
+from .store.reader import SequenceDataset
 
 __all__ = [
+    "ConfigError",
     "DatasetFormatError",
     "IdxFormatError",
     "MnistNotFoundError",

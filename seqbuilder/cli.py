@@ -8,26 +8,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from .errors import SeqbuilderError
-from .options import Align, Background, DigitCrop, Fit
+from .errors import BuildInterrupted, SeqbuilderError, UsageError
+from .image.options import Align, Background, DigitCrop, Fit
+from .mnist.resources import SOURCES
 
 PROG = "seqbuilder"
-
-
-class UserError(Exception):
-    """A mistake the user can fix; reported as one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one ``seqbuilder: error: ...`` line."""
 
     def error(self, message: str) -> NoReturn:
-        raise UserError(message)
+        raise UsageError(message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,14 +36,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _make_parser()
     try:
         namespace = parser.parse_args(args)
-    except UserError as error:
+    except UsageError as error:
         return _report(str(error))
     command: Callable[[argparse.Namespace], int] = namespace.command
     return _guard(lambda: command(namespace))
 
 
 def _guard(action: Callable[[], int]) -> int:
-    """Run ``action``, mapping every user-facing failure to one stderr line and status 2."""
+    """Run ``action``; the one place where failures become exit statuses.
+
+    A user error (a :class:`SeqbuilderError`, or a config error from Hydra or OmegaConf) is one
+    ``seqbuilder: error:`` line and status 2; an interrupted build is one line and
+    ``128 + signal``. Anything else is a bug: it propagates with its traceback (status 1).
+    """
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -54,13 +57,14 @@ def _guard(action: Callable[[], int]) -> int:
     except BrokenPipeError:  # e.g. `seqbuilder info FILE | head`: the reader left early
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (UserError, SeqbuilderError, ValueError, TypeError, OSError) as error:
+    except (SeqbuilderError, HydraException, OmegaConfBaseException) as error:
         return _report(_describe(error))
-    except (HydraException, OmegaConfBaseException) as error:
-        return _report(_describe(error))
-    except KeyboardInterrupt as interrupt:  # a build's interrupt says how to resume it
-        print(f"{PROG}: {interrupt or 'interrupted'}", file=sys.stderr)
-        return 130
+    except BuildInterrupted as interrupt:
+        print(f"{PROG}: {interrupt}", file=sys.stderr)
+        return 128 + interrupt.signum
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 def _describe(error: BaseException) -> str:
@@ -99,7 +103,7 @@ def _make_parser() -> _Parser:
     image.add_argument("--align", choices=[m.value for m in Align], default="center")
     image.add_argument("--digit-crop", choices=[m.value for m in DigitCrop], default="box")
     image.add_argument("--background", choices=[m.value for m in Background], default="black")
-    image.add_argument("--source", choices=["train", "test"], default="train", help="MNIST split")
+    image.add_argument("--source", choices=SOURCES, default="train", help="MNIST split")
     image.add_argument("--data-dir", type=Path, default=None, help="folder holding MNIST")
     image.set_defaults(command=_image)
 
@@ -155,8 +159,8 @@ _IMAGE_HELP = (
 
 
 def _image(args: argparse.Namespace) -> int:
-    from .gallery import save_png
-    from .sequence import generate_numbers_sequence
+    from .image.sequence import generate_numbers_sequence
+    from .view.gallery import save_png
 
     image = generate_numbers_sequence(
         args.sequence,
@@ -186,11 +190,11 @@ _GALLERY_HELP = (
 
 
 def _gallery(args: argparse.Namespace) -> int:
-    from .gallery import render_gallery_file
-    from .inspection import parse_indices, render_inspection
+    from .view.gallery import render_gallery_file
+    from .view.inspection import parse_indices, render_inspection
 
     if args.count < 1:
-        raise UserError(f"--count {args.count} is too small, expected at least 1")
+        raise UsageError(f"--count {args.count} is too small, expected at least 1")
     output = args.output if args.output is not None else Path(f"{args.file.stem}_gallery.png")
     options = (args.predictions, args.indices, args.labels)
     inspecting = args.errors_only or any(option is not None for option in options)
@@ -198,7 +202,7 @@ def _gallery(args: argparse.Namespace) -> int:
         print(render_gallery_file(args.file, args.count, output))
         return 0
     if args.errors_only and args.predictions is None:
-        raise UserError("--errors-only needs --predictions CSV")
+        raise UsageError("--errors-only needs --predictions CSV")
     result = render_inspection(
         args.file,
         output,
@@ -219,7 +223,7 @@ def _gallery(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from .merge import merge_runs
+    from .store.merge import merge_runs
 
     for path in merge_runs(args.runs, args.output):
         print(path)
@@ -227,16 +231,17 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .store import describe
+    from .view.info import describe
 
     print(describe(args.file))
     return 0
 
 
 def _build(overrides: list[str]) -> int:
-    """Hand over to the Hydra app, with Hydra's errors raised to :func:`_guard`."""
+    """Check every job, then hand over to the Hydra app, which raises to :func:`_guard`."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # raise, so we report one line
-    from .build import hydra_main, preflight, take_failures
+    from .build.app import hydra_main
+    from .build.preflight import preflight
 
     preflight(overrides)  # bad jobs fail here, before Hydra makes a run directory
 
@@ -248,7 +253,4 @@ def _build(overrides: list[str]) -> int:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
     finally:
         sys.argv = saved
-    failures = take_failures()
-    if failures:
-        raise failures[0]
     return 0

@@ -15,15 +15,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from seqbuilder.mnist import FILES
+from seqbuilder.mnist.resources import FILES
 
 # The README's test command gives SEQBUILDER_DATA relative to the repository root; tests change
 # directory and start builds in other folders, so pin it to an absolute path once, here.
 if os.environ.get("SEQBUILDER_DATA"):
     os.environ["SEQBUILDER_DATA"] = str(Path(os.environ["SEQBUILDER_DATA"]).resolve())
 
-# numpy dtype -> IDX type code; the inverse of seqbuilder.idx.DTYPES, kept independent of it so
-# the fixtures check the parser rather than mirror it.
+# numpy dtype -> IDX type code; the inverse of seqbuilder.mnist.idx.DTYPES, kept independent of
+# it so the fixtures check the parser rather than mirror it.
 _IDX_CODES = {"u1": 0x08, "i1": 0x09, "i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}
 
 TINY_COUNTS = {"train": 30, "test": 10}

@@ -39,7 +39,7 @@ from PIL import Image
 
 import seqbuilder
 from seqbuilder import SequenceDataset
-from seqbuilder.build import preflight
+from seqbuilder.build.preflight import preflight
 from seqbuilder.cli import main
 
 # In-process Hydra runs install logging handlers; every test here drops them afterwards.
@@ -611,7 +611,7 @@ def test_the_console_command_reports_a_bad_configuration_in_one_line_without_tra
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "seqbuilder: error: width (100) is too small: 6 digits with gaps up to 6 need at least "
-        "198 columns (set fit=scale or fit=auto, or a larger width)"
+        '198 columns (use fit="scale" or fit="auto", or a wider image)'
     ]
     assert not run_dir.exists()
 

@@ -1,4 +1,4 @@
-"""Chunks encoded outside HDF5 (``seqbuilder.chunks``) against HDF5's own filter pipeline.
+"""Chunks encoded outside HDF5 (``seqbuilder.store.chunks``) against HDF5's own filter pipeline.
 
 The workers of a build compress ``images`` chunks themselves and the parent stores the bytes with
 a direct chunk write, so the encoder must reproduce HDF5's pipeline exactly: shuffle for
@@ -29,10 +29,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from seqbuilder import SequenceDataset
-from seqbuilder.chunks import can_encode, encode_chunks, fletcher32
 from seqbuilder.cli import main
 from seqbuilder.errors import DatasetFormatError
-from seqbuilder.store import SplitWriter
+from seqbuilder.store.chunks import can_encode, encode_chunks, fletcher32
+from seqbuilder.store.writer import SplitWriter
 
 DATASETS = ("images", "labels", "lengths", "boxes", "source_index")
 ATTRS = {

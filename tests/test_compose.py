@@ -10,9 +10,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from seqbuilder.compose import compose, widest_width
-from seqbuilder.mnist import MnistSplit, load_mnist
-from seqbuilder.options import ComposeOptions
+from seqbuilder.image.compose import compose, widest_width
+from seqbuilder.image.options import ComposeOptions
+from seqbuilder.mnist.load import MnistSource, load_mnist
 
 # Critical value of the chi-square distribution at p = 0.001 with 12 degrees of freedom.
 CHI2_CRITICAL_P001_DF12 = 32.909
@@ -31,12 +31,12 @@ class Block(NamedTuple):
 
 
 @pytest.fixture(scope="session")
-def real_split(real_mnist_dir: Path) -> MnistSplit:
+def real_split(real_mnist_dir: Path) -> MnistSource:
     return load_mnist("train", real_mnist_dir)
 
 
 @pytest.fixture(scope="session")
-def block(real_split: MnistSplit) -> Block:
+def block(real_split: MnistSource) -> Block:
     """A block of real MNIST digits of mixed lengths, with gaps from -27 to 12."""
     rng = np.random.default_rng(7)
     sources = rng.integers(0, len(real_split.images), (LENGTHS.size, SLOTS))
@@ -191,7 +191,7 @@ def test_boxes_of_resized_samples_stay_inside_the_image(block: Block, fit: str) 
 # --- layouts ---------------------------------------------------------------------------------
 
 
-def test_ink_crop_overlaps_combine_by_maximum_like_plain_slicing(real_split: MnistSplit) -> None:
+def test_ink_crop_overlaps_combine_by_maximum_like_plain_slicing(real_split: MnistSource) -> None:
     # Glyphs at least 12 columns wide and gaps down to -5: no step ever goes backwards.
     ink = real_split.ink_boxes.astype(np.int64)
     wide = np.flatnonzero(ink[:, 2] - ink[:, 0] >= 12)

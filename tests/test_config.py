@@ -20,17 +20,11 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from seqbuilder.config import (
-    BuildConfig,
-    Compression,
-    SequenceKind,
-    Source,
-    StorageDtype,
-    read_sequence_file,
-    register_configs,
-)
-from seqbuilder.options import Align, Background, DigitCrop, Fit
-from seqbuilder.plan import make_recipe
+from seqbuilder.build.config import BuildConfig, SequenceKind, read_sequence_file, register_configs
+from seqbuilder.build.plan import make_recipe
+from seqbuilder.image.options import Align, Background, DigitCrop, Fit
+from seqbuilder.mnist.resources import Source
+from seqbuilder.store.schema import Compression, StorageDtype
 
 CONF = Path(str(files("seqbuilder.conf")))
 SEQUENCE_OPTIONS = sorted(path.stem for path in (CONF / "sequences").glob("*.yaml"))

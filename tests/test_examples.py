@@ -16,7 +16,7 @@ from types import ModuleType
 import pytest
 
 from seqbuilder.cli import main
-from seqbuilder.reader import read_labels
+from seqbuilder.store.reader import read_labels
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_recognizer.py"
 
@@ -161,8 +161,9 @@ def test_greedy_decoding_merges_repeats_and_drops_blanks(recognizer: ModuleType)
 
 def test_the_core_package_never_imports_torch() -> None:
     code = (
-        "import sys, seqbuilder, seqbuilder.cli, seqbuilder.gallery, seqbuilder.inspection, "
-        "seqbuilder.reader, seqbuilder.build; assert 'torch' not in sys.modules, 'torch imported'"
+        "import sys, seqbuilder, seqbuilder.cli, seqbuilder.view.gallery, "
+        "seqbuilder.view.inspection, seqbuilder.store.reader, seqbuilder.build.app; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -10,7 +10,11 @@ import pytest
 from PIL import Image
 
 from seqbuilder.errors import DatasetFormatError
-from seqbuilder.gallery import (
+from seqbuilder.image.engine import generate_batch
+from seqbuilder.image.options import ComposeOptions
+from seqbuilder.mnist.load import MnistSource, load_mnist
+from seqbuilder.store.writer import SplitWriter
+from seqbuilder.view.gallery import (
     CANVAS_COLOR,
     CAPTION_COLOR,
     CAPTION_HEIGHT,
@@ -20,20 +24,16 @@ from seqbuilder.gallery import (
     render_gallery_file,
     save_png,
 )
-from seqbuilder.mnist import MnistSplit, load_mnist
-from seqbuilder.options import ComposeOptions
-from seqbuilder.sequence import generate_batch
-from seqbuilder.store import SplitWriter
 
 WIDTH, MAX_LENGTH = 120, 4
 
 
 @pytest.fixture(scope="module")
-def mnist(real_mnist_dir: Path) -> MnistSplit:
+def mnist(real_mnist_dir: Path) -> MnistSource:
     return load_mnist("train", data_dir=real_mnist_dir)
 
 
-def compose(mnist: MnistSplit, count: int, background: str = "black") -> dict[str, np.ndarray]:
+def compose(mnist: MnistSource, count: int, background: str = "black") -> dict[str, np.ndarray]:
     """Compose ``count`` real MNIST sequences of 1..MAX_LENGTH digits, as stored (uint8)."""
     rng = np.random.default_rng(3)
     lengths = rng.integers(1, MAX_LENGTH, size=count, endpoint=True)
@@ -49,7 +49,7 @@ def compose(mnist: MnistSplit, count: int, background: str = "black") -> dict[st
     }
 
 
-def build_file(path: Path, mnist: MnistSplit, count: int, background: str = "black") -> Path:
+def build_file(path: Path, mnist: MnistSource, count: int, background: str = "black") -> Path:
     samples = compose(mnist, count, background)
     attrs = {
         "config": "width: 120\n",
@@ -123,7 +123,7 @@ def test_save_png_rejects_bad_images_and_writes_nothing(
     ],
 )
 def test_gallery_is_an_rgb_grid_of_enlarged_cells(
-    mnist: MnistSplit, count: int, columns: int, grid_cells: tuple[int, int]
+    mnist: MnistSource, count: int, columns: int, grid_cells: tuple[int, int]
 ) -> None:
     samples = compose(mnist, count)
     images = samples["images"] / np.float32(255)
@@ -143,7 +143,7 @@ def test_gallery_is_an_rgb_grid_of_enlarged_cells(
     np.testing.assert_array_equal(cell, enlarged)
 
 
-def test_gallery_prints_each_label_beneath_its_cell(mnist: MnistSplit) -> None:
+def test_gallery_prints_each_label_beneath_its_cell(mnist: MnistSource) -> None:
     images = compose(mnist, 3)["images"] / np.float32(255)
     grid = render_gallery(images, ["7", "0965", "12"], columns=3)
     for index in range(3):
@@ -151,7 +151,7 @@ def test_gallery_prints_each_label_beneath_its_cell(mnist: MnistSplit) -> None:
         assert (strip != CAPTION_COLOR).any(axis=-1).sum() > 20  # glyph pixels, not blank
 
 
-def test_gallery_caption_grows_with_the_label(mnist: MnistSplit) -> None:
+def test_gallery_caption_grows_with_the_label(mnist: MnistSource) -> None:
     images = compose(mnist, 2)["images"] / np.float32(255)
     grid = render_gallery(images, ["1", "1234"], columns=2)
     ink = [
@@ -161,7 +161,7 @@ def test_gallery_caption_grows_with_the_label(mnist: MnistSplit) -> None:
     assert ink[1] > 2 * ink[0]
 
 
-def test_gallery_shows_white_background_files_as_stored(mnist: MnistSplit) -> None:
+def test_gallery_shows_white_background_files_as_stored(mnist: MnistSource) -> None:
     stored = compose(mnist, 2, background="white")["images"]
     assert stored.mean() > 128  # mostly paper
     grid = np.asarray(render_gallery(stored / np.float32(255), ["1", "2"], scale=1, columns=2))
@@ -170,7 +170,7 @@ def test_gallery_shows_white_background_files_as_stored(mnist: MnistSplit) -> No
     )
 
 
-def test_gallery_marks_wrong_predictions_in_red(mnist: MnistSplit) -> None:
+def test_gallery_marks_wrong_predictions_in_red(mnist: MnistSource) -> None:
     images = compose(mnist, 2)["images"] / np.float32(255)
     grid = render_gallery(images, ["0965", "12"], predictions=["0965", "17"], columns=2)
     cell = (WIDTH * 2, 28 * 2)
@@ -246,7 +246,7 @@ def test_gallery_rejects_bad_arguments(
     ],
 )
 def test_gallery_file_renders_the_first_samples_to_a_png(
-    tmp_path: Path, mnist: MnistSplit, stored: int, requested: int, shown: int
+    tmp_path: Path, mnist: MnistSource, stored: int, requested: int, shown: int
 ) -> None:
     h5_path = build_file(tmp_path / "test.h5", mnist, stored)
     output = render_gallery_file(h5_path, requested, tmp_path / "gallery.png")
@@ -269,7 +269,7 @@ def test_gallery_file_names_a_bad_file(tmp_path: Path) -> None:
     assert not (tmp_path / "gallery.png").exists()
 
 
-def test_gallery_file_needs_at_least_one_sample(tmp_path: Path, mnist: MnistSplit) -> None:
+def test_gallery_file_needs_at_least_one_sample(tmp_path: Path, mnist: MnistSource) -> None:
     h5_path = build_file(tmp_path / "test.h5", mnist, 2)
     with pytest.raises(ValueError, match=r"^count=0, expected at least 1 sample$"):
         render_gallery_file(h5_path, 0, tmp_path / "gallery.png")

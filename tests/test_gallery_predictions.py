@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 
 from seqbuilder.cli import main
-from seqbuilder.gallery import (
+from seqbuilder.errors import InputError
+from seqbuilder.store.reader import read_labels, read_samples
+from seqbuilder.view.gallery import (
     CAPTION_COLOR,
     CAPTION_HEIGHT,
     MAX_GRID_WIDTH,
@@ -22,14 +24,13 @@ from seqbuilder.gallery import (
     PADDING,
     TEXT_COLOR,
 )
-from seqbuilder.inspection import (
+from seqbuilder.view.inspection import (
     load_label_array,
     load_sample_array,
     parse_indices,
     read_predictions,
     render_inspection,
 )
-from seqbuilder.reader import read_labels, read_samples
 
 WIDTH, SCALE = 200, 2
 CELL = (WIDTH * SCALE, 28 * SCALE)  # (width, height) of a sample's tile
@@ -487,7 +488,7 @@ def test_npz_and_missing_files_are_named(tmp_path: Path) -> None:
     np.savez(tmp_path / "samples.npz", a=generated())
     with pytest.raises(ValueError, match=r"samples\.npz: holds several arrays \(\.npz\)"):
         load_sample_array(tmp_path / "samples.npz")
-    with pytest.raises(ValueError, match=r"nothing\.npy: no such file$"):
+    with pytest.raises(InputError, match=r"nothing\.npy: no such file$"):
         load_sample_array(tmp_path / "nothing.npy")
 
 

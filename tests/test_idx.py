@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqbuilder.errors import IdxFormatError
-from seqbuilder.idx import DTYPES, parse_idx, read_idx
+from seqbuilder.mnist.idx import DTYPES, parse_idx, read_idx
 
 
 def _header(magic: int, *dims: int) -> bytes:

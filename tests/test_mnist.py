@@ -23,7 +23,9 @@ import pytest
 from conftest import TINY_BOX, TINY_COUNTS, idx_bytes, tiny_split, write_idx
 
 from seqbuilder.errors import IdxFormatError, MnistNotFoundError
-from seqbuilder.mnist import FILES, SHA256, download_mnist, load_mnist
+from seqbuilder.mnist.download import download_mnist
+from seqbuilder.mnist.load import load_mnist
+from seqbuilder.mnist.resources import FILES, SHA256
 
 # The published digests, copied from ../shared/mnist/README.md (independently of SHA256).
 README_SHA256 = {
@@ -580,7 +582,7 @@ def test_two_processes_downloading_into_one_cache_both_succeed(
     download_env: Callable[..., Path],
 ) -> None:
     cache = download_env("good")
-    code = "from seqbuilder.mnist import load_mnist; print(load_mnist('test').sha256)"
+    code = "from seqbuilder.mnist.load import load_mnist; print(load_mnist('test').sha256)"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     procs = [
         subprocess.Popen(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from seqbuilder import SequenceDataset
-from seqbuilder.reader import read_labels
+from seqbuilder.store.reader import read_labels
 
 
 @pytest.fixture

@@ -33,9 +33,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from seqbuilder.lock import LOCK_NAME
-from seqbuilder.plan import BLOCK_SAMPLES
-from seqbuilder.store import DATASETS, SplitWriter, read_checkpoint
+from seqbuilder.build.lock import LOCK_NAME
+from seqbuilder.build.plan import BLOCK_SAMPLES
+from seqbuilder.store.schema import DATASETS, read_checkpoint
+from seqbuilder.store.writer import SplitWriter
 
 SPLITS = ("train", "test")
 BLOCKS_PER_SPLIT = 3
@@ -68,21 +69,20 @@ if limit:
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 delay = float(os.environ.get("TEST_BLOCK_DELAY", "0"))
 if delay:
-    import seqbuilder.pool as pool
-    make_stored_block, worker_signals = pool.make_stored_block, pool._worker_signals
+    import seqbuilder.build.pool as pool
+    make_block, die_with_parent = pool.StoredBlockMaker.__call__, pool._die_with_parent
     born = time.monotonic()
 
-    def start_worker():  # the pool's initializer: a split's workers start together
+    def start_worker():  # runs first in every worker: a split's workers start together
         global born
         born = time.monotonic()
-        worker_signals()
+        die_with_parent()
 
-    @functools.wraps(make_stored_block)  # pickled by name: the workers run this one too
-    def paced(recipe, plan, block_id, encoding):
+    def paced(self, block_id):
         time.sleep(max(0.0, born + delay * (block_id + 1) - time.monotonic()))
-        return make_stored_block(recipe, plan, block_id, encoding)
+        return make_block(self, block_id)
 
-    pool.make_stored_block, pool._worker_signals = paced, start_worker
+    pool.StoredBlockMaker.__call__, pool._die_with_parent = paced, start_worker
 from seqbuilder.cli import main
 sys.exit(main(["build", *sys.argv[1:]]))
 """
@@ -439,7 +439,7 @@ def test_a_worker_killed_midway_ends_the_build_with_one_line_not_a_hang(
 
         assert build.process.returncode == 2
         line = _error_line(build.stderr())
-    assert "a worker process died while making block" in line
+    assert "a worker process was killed by SIGKILL while making block" in line
     assert "resume with:" in line
     assert not (run_dir / "train.h5").exists()
     resumed = _run(run_dir, env, "resume=true")

@@ -12,9 +12,9 @@ import pytest
 from conftest import TINY_BOX, tiny_split
 
 from seqbuilder import generate_numbers_sequence
-from seqbuilder.mnist import MnistSplit, load_mnist
-from seqbuilder.options import ComposeOptions
-from seqbuilder.sequence import Batch, generate_batch
+from seqbuilder.image.engine import Batch, generate_batch
+from seqbuilder.image.options import ComposeOptions
+from seqbuilder.mnist.load import MnistSource, load_mnist
 
 # Critical values of the chi-square distribution at p = 0.001, by degrees of freedom; the
 # statistics below use fixed seeds, so a pass or a failure is repeatable.
@@ -35,7 +35,7 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def real_train(
     real_mnist_dir: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> MnistSplit:
+) -> MnistSource:
     """Real MNIST train, found through $SEQBUILDER_DATA exactly as users find it."""
     # load_mnist caches per (source, data_dir, $SEQBUILDER_DATA, $XDG_CACHE_HOME); one empty
     # cache folder for the whole session keeps that key fixed, so the 60000 images are read
@@ -54,7 +54,7 @@ def tiny_dir(tiny_mnist_dir: Path, shared_cache: Path, monkeypatch: pytest.Monke
 
 
 def draw(
-    split: MnistSplit,
+    split: MnistSource,
     digits: list[list[int]],
     spacing: tuple[int, int],
     width: int,
@@ -126,7 +126,7 @@ def chi_square(counts: npt.NDArray[np.int64]) -> float:
     ],
 )
 def test_result_is_float32_28_rows_by_image_width_in_the_unit_range(
-    real_train: MnistSplit,
+    real_train: MnistSource,
     digits: Any,
     spacing: tuple[int, int],
     width: int,
@@ -141,25 +141,25 @@ def test_result_is_float32_28_rows_by_image_width_in_the_unit_range(
     assert image.max() > 0.5  # some ink made it
 
 
-def test_the_same_int_seed_gives_the_same_array(real_train: MnistSplit) -> None:
+def test_the_same_int_seed_gives_the_same_array(real_train: MnistSource) -> None:
     first = generate_numbers_sequence([0, 9, 6, 5], (0, 10), 160, seed=1234)
     second = generate_numbers_sequence([0, 9, 6, 5], (0, 10), 160, seed=1234)
     np.testing.assert_array_equal(first, second)
 
 
-def test_other_seeds_give_other_arrays(real_train: MnistSplit) -> None:
+def test_other_seeds_give_other_arrays(real_train: MnistSource) -> None:
     images = [generate_numbers_sequence("0965", (0, 10), 160, seed=s).tobytes() for s in range(20)]
     assert len(set(images)) == 20
 
 
-def test_a_numpy_integer_seed_acts_like_the_same_int(real_train: MnistSplit) -> None:
+def test_a_numpy_integer_seed_acts_like_the_same_int(real_train: MnistSource) -> None:
     np.testing.assert_array_equal(
         generate_numbers_sequence("0965", (0, 10), 160, seed=np.int64(77)),
         generate_numbers_sequence("0965", (0, 10), 160, seed=77),
     )
 
 
-def test_a_generator_seed_is_drawn_from_and_advanced(real_train: MnistSplit) -> None:
+def test_a_generator_seed_is_drawn_from_and_advanced(real_train: MnistSource) -> None:
     first = generate_numbers_sequence("0965", (0, 10), 160, seed=np.random.default_rng(5))
     again = generate_numbers_sequence("0965", (0, 10), 160, seed=np.random.default_rng(5))
     np.testing.assert_array_equal(first, again)
@@ -172,7 +172,7 @@ def test_a_generator_seed_is_drawn_from_and_advanced(real_train: MnistSplit) -> 
     assert not np.array_equal(following, first)
 
 
-def test_seed_none_draws_fresh_entropy(real_train: MnistSplit) -> None:
+def test_seed_none_draws_fresh_entropy(real_train: MnistSource) -> None:
     images = {generate_numbers_sequence("0965", (0, 10), 160).tobytes() for _ in range(5)}
     assert len(images) == 5
 
@@ -189,7 +189,7 @@ def test_seed_none_draws_fresh_entropy(real_train: MnistSplit) -> None:
     ],
 )
 def test_tuples_numpy_integers_and_strings_act_like_the_list(
-    real_train: MnistSplit, digits: Any
+    real_train: MnistSource, digits: Any
 ) -> None:
     np.testing.assert_array_equal(
         generate_numbers_sequence(digits, (0, 10), 160, seed=8),
@@ -197,7 +197,7 @@ def test_tuples_numpy_integers_and_strings_act_like_the_list(
     )
 
 
-def test_numpy_integer_spacing_and_width_act_like_ints(real_train: MnistSplit) -> None:
+def test_numpy_integer_spacing_and_width_act_like_ints(real_train: MnistSource) -> None:
     np.testing.assert_array_equal(
         generate_numbers_sequence("0965", np.array([0, 10]), np.int64(160), seed=8),
         generate_numbers_sequence("0965", (0, 10), 160, seed=8),
@@ -208,7 +208,7 @@ def test_numpy_integer_spacing_and_width_act_like_ints(real_train: MnistSplit) -
 
 
 def test_every_digit_block_is_exactly_an_mnist_train_image_of_its_label(
-    real_train: MnistSplit,
+    real_train: MnistSource,
 ) -> None:
     rng = np.random.default_rng(2024)
     digits = rng.integers(0, 10, (300, 5)).tolist()
@@ -225,7 +225,7 @@ def test_every_digit_block_is_exactly_an_mnist_train_image_of_its_label(
 
 
 def test_left_aligned_blocks_of_the_public_function_are_mnist_images_of_the_digits(
-    real_train: MnistSplit,
+    real_train: MnistSource,
 ) -> None:
     # With align="left" and a fixed gap the block positions follow from the contract alone,
     # so each block can be looked up among all 60000 images by its bytes.
@@ -282,7 +282,7 @@ def test_gaps_of_the_public_function_stay_in_the_closed_range_and_reach_both_end
     assert seen == {2, 3, 4, 5}
 
 
-def test_drawn_gaps_are_uniform_over_the_closed_range(real_train: MnistSplit) -> None:
+def test_drawn_gaps_are_uniform_over_the_closed_range(real_train: MnistSource) -> None:
     low, high = -5, 4
     digits = [[1, 2, 3, 4, 5]] * 4000
     batch = draw(real_train, digits, (low, high), 200, seed=99)
@@ -293,7 +293,7 @@ def test_drawn_gaps_are_uniform_over_the_closed_range(real_train: MnistSplit) ->
     assert chi_square(counts) < CHI2_CRITICAL_P001[counts.size - 1]
 
 
-def test_drawn_gaps_match_the_ink_positions_in_the_image(real_train: MnistSplit) -> None:
+def test_drawn_gaps_match_the_ink_positions_in_the_image(real_train: MnistSource) -> None:
     batch = draw(real_train, [[7, 0, 2]] * 50, (0, 9), 120, seed=4)
     ink_x0 = real_train.ink_boxes[batch.source_index][..., 0]
     window_starts = batch.boxes[..., 0] - ink_x0
@@ -303,7 +303,7 @@ def test_drawn_gaps_match_the_ink_positions_in_the_image(real_train: MnistSplit)
 # --- which MNIST samples are drawn -----------------------------------------------------------
 
 
-def test_draws_of_one_digit_spread_over_many_of_its_mnist_samples(real_train: MnistSplit) -> None:
+def test_draws_of_one_digit_spread_over_many_of_its_mnist_samples(real_train: MnistSource) -> None:
     threes = np.flatnonzero(real_train.labels == 3)
     index_of = {real_train.images[i].tobytes(): int(i) for i in threes}
     hits = []
@@ -313,7 +313,7 @@ def test_draws_of_one_digit_spread_over_many_of_its_mnist_samples(real_train: Mn
     assert len(set(hits)) > 1000
 
 
-def test_draws_are_uniform_over_the_samples_of_the_label(real_train: MnistSplit) -> None:
+def test_draws_are_uniform_over_the_samples_of_the_label(real_train: MnistSource) -> None:
     batch = draw(real_train, [[3]] * 20000, (0, 0), 28, seed=5)
     assert (real_train.labels[batch.source_index] == 3).all()
     # Rank of each drawn sample among the label's samples, in 10 equal bins.
@@ -345,7 +345,7 @@ def test_the_default_source_draws_train_digits(tiny_dir: Path) -> None:
 
 
 def test_source_test_on_real_mnist_draws_test_images_of_the_label(
-    real_train: MnistSplit,
+    real_train: MnistSource,
 ) -> None:
     test = load_mnist("test")
     sevens = {test.images[i].tobytes() for i in np.flatnonzero(test.labels == 7)}
@@ -358,7 +358,7 @@ def test_source_test_on_real_mnist_draws_test_images_of_the_label(
 
 
 @pytest.mark.parametrize("width", [pytest.param(w, id=f"width-{w}") for w in (1, 17, 56, 97, 400)])
-def test_fit_scale_gives_exactly_image_width_columns(real_train: MnistSplit, width: int) -> None:
+def test_fit_scale_gives_exactly_image_width_columns(real_train: MnistSource, width: int) -> None:
     image = generate_numbers_sequence("0965", (0, 10), width, seed=1, fit="scale")
     assert image.shape == (28, width)
     assert image.dtype == np.float32
@@ -367,7 +367,7 @@ def test_fit_scale_gives_exactly_image_width_columns(real_train: MnistSplit, wid
 
 @pytest.mark.parametrize("width", [pytest.param(w, id=f"width-{w}") for w in (40, 70, 100)])
 def test_fit_scale_keeps_the_ink_mass_in_proportion_to_the_width(
-    real_train: MnistSplit, width: int
+    real_train: MnistSource, width: int
 ) -> None:
     for seed in range(5):
         # The same seed draws the same digits and gaps whatever the layout options.
@@ -387,7 +387,7 @@ def test_fit_scale_keeps_the_ink_mass_in_proportion_to_the_width(
 
 
 def test_fit_auto_pads_the_compositions_that_fit_and_scales_the_others(
-    real_train: MnistSplit,
+    real_train: MnistSource,
 ) -> None:
     digits, spacing, width = [0, 9, 6, 5], (0, 10), 130  # natural widths are 112..142
     padded = scaled = 0
@@ -406,7 +406,7 @@ def test_fit_auto_pads_the_compositions_that_fit_and_scales_the_others(
     assert scaled > 5
 
 
-def test_fit_auto_equals_fit_pad_when_every_composition_fits(real_train: MnistSplit) -> None:
+def test_fit_auto_equals_fit_pad_when_every_composition_fits(real_train: MnistSource) -> None:
     for seed in range(10):
         np.testing.assert_array_equal(
             generate_numbers_sequence("0965", (-3, 10), 160, seed=seed, fit="auto"),
@@ -433,7 +433,7 @@ def test_align_center_leaves_free_margins_equal_within_one_column(
 
 @pytest.mark.parametrize("width", [pytest.param(w, id=f"width-{w}") for w in (124, 125, 200)])
 def test_align_center_with_ink_crop_centres_the_ink_within_one_column(
-    real_train: MnistSplit, width: int
+    real_train: MnistSource, width: int
 ) -> None:
     for seed in range(10):
         image = generate_numbers_sequence(
@@ -451,7 +451,7 @@ def test_align_left_puts_the_first_box_at_column_zero(tiny_dir: Path) -> None:
         assert tiny_digits(image)[0][0] == 0
 
 
-def test_align_left_with_ink_crop_starts_the_ink_at_column_zero(real_train: MnistSplit) -> None:
+def test_align_left_with_ink_crop_starts_the_ink_at_column_zero(real_train: MnistSource) -> None:
     for seed in range(10):
         image = generate_numbers_sequence(
             "0965", (0, 4), 150, seed=seed, align="left", digit_crop="ink"
@@ -491,7 +491,7 @@ def test_ink_crop_makes_the_gap_the_empty_columns_between_strokes(tiny_dir: Path
 
 @pytest.mark.parametrize("gap", [pytest.param(g, id=f"gap-{g}") for g in (0, 3, 8)])
 def test_ink_crop_on_real_mnist_leaves_exactly_gap_empty_columns_between_digits(
-    real_train: MnistSplit, gap: int
+    real_train: MnistSource, gap: int
 ) -> None:
     options = ComposeOptions(digit_crop="ink")
     batch = draw(real_train, [[1, 8, 0, 7]] * 100, (gap, gap), 200, options=options, seed=gap)
@@ -516,7 +516,7 @@ def test_ink_crop_on_real_mnist_leaves_exactly_gap_empty_columns_between_digits(
     ],
 )
 def test_white_background_is_one_minus_black_for_the_same_seed(
-    real_train: MnistSplit, options: dict[str, str]
+    real_train: MnistSource, options: dict[str, str]
 ) -> None:
     for seed in range(5):
         black = generate_numbers_sequence("0965", (-4, 10), 150, seed=seed, **options)
@@ -530,7 +530,7 @@ def test_white_background_is_one_minus_black_for_the_same_seed(
 # --- overlaps --------------------------------------------------------------------------------
 
 
-def test_overlapping_digits_combine_by_pixel_wise_maximum(real_train: MnistSplit) -> None:
+def test_overlapping_digits_combine_by_pixel_wise_maximum(real_train: MnistSource) -> None:
     width = 140
     batch = draw(real_train, [[8, 3, 0, 6, 9]] * 100, (-20, -1), width, seed=21)
     assert batch.gaps.min() == -20
@@ -562,7 +562,7 @@ def test_overlapping_tiny_digits_show_the_larger_value_where_they_meet(tiny_dir:
         assert row[38:56].tolist() == [three] * 18
 
 
-def test_the_largest_overlap_of_27_columns_is_accepted(real_train: MnistSplit) -> None:
+def test_the_largest_overlap_of_27_columns_is_accepted(real_train: MnistSource) -> None:
     image = generate_numbers_sequence("0965", (-27, -27), 31, seed=0)
     assert image.shape == (28, 31)
     assert image.any()
@@ -698,7 +698,7 @@ GOOD = {"digits": [0, 9, 6, 5], "spacing_range": (0, 10), "image_width": 160}
     ],
 )
 def test_bad_arguments_raise_the_right_error_with_a_helpful_message(
-    real_train: MnistSplit,
+    real_train: MnistSource,
     changes: dict[str, Any],
     error: type[Exception] | tuple[type[Exception], ...],
     match: str,

@@ -18,17 +18,13 @@ import pytest
 
 import seqbuilder
 from seqbuilder.errors import DatasetFormatError
-from seqbuilder.mnist import MnistSplit, load_mnist
-from seqbuilder.options import ComposeOptions
-from seqbuilder.sequence import generate_batch
-from seqbuilder.store import (
-    DATASETS,
-    FORMAT_VERSION,
-    SequenceDataset,
-    SplitWriter,
-    describe,
-    read_samples,
-)
+from seqbuilder.image.engine import generate_batch
+from seqbuilder.image.options import ComposeOptions
+from seqbuilder.mnist.load import MnistSource, load_mnist
+from seqbuilder.store.reader import SequenceDataset, read_samples
+from seqbuilder.store.schema import DATASETS, FORMAT_VERSION
+from seqbuilder.store.writer import SplitWriter
+from seqbuilder.view.info import describe
 
 COUNT, WIDTH, MAX_LENGTH = 100, 160, 5
 SPACING = (-2, 4)  # 5 digits with gaps up to 4 need 156 columns
@@ -44,11 +40,11 @@ Samples = dict[str, np.ndarray]
 
 
 @pytest.fixture(scope="module")
-def mnist(real_mnist_dir: Path) -> MnistSplit:
+def mnist(real_mnist_dir: Path) -> MnistSource:
     return load_mnist("train", data_dir=real_mnist_dir)
 
 
-def compose_samples(mnist: MnistSplit, dtype: type[np.uint8] | type[np.float32]) -> Samples:
+def compose_samples(mnist: MnistSource, dtype: type[np.uint8] | type[np.float32]) -> Samples:
     """Compose COUNT real MNIST sequences; the same seed gives the same draws for both dtypes."""
     rng = np.random.default_rng(7)
     lengths = rng.integers(1, MAX_LENGTH, size=COUNT, endpoint=True)
@@ -64,19 +60,19 @@ def compose_samples(mnist: MnistSplit, dtype: type[np.uint8] | type[np.float32])
 
 
 @pytest.fixture(scope="module")
-def samples(mnist: MnistSplit) -> Samples:
+def samples(mnist: MnistSource) -> Samples:
     return compose_samples(mnist, np.uint8)
 
 
 @pytest.fixture(scope="module")
-def float_samples(mnist: MnistSplit) -> Samples:
+def float_samples(mnist: MnistSource) -> Samples:
     return compose_samples(mnist, np.float32)
 
 
 def write_split(
     path: Path,
     samples: Samples,
-    mnist: MnistSplit,
+    mnist: MnistSource,
     blocks: Sequence[int] = (COUNT,),
     **options: Any,
 ) -> Path:
@@ -95,7 +91,7 @@ def write_split(
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, samples: Samples, mnist: MnistSplit) -> Path:
+def built(tmp_path_factory: pytest.TempPathFactory, samples: Samples, mnist: MnistSource) -> Path:
     path = tmp_path_factory.mktemp("built") / "train.h5"
     return write_split(path, samples, mnist, blocks=(30,), chunk_samples=8)
 
@@ -114,7 +110,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, samples: Samples, mnist: Mni
 def test_file_has_the_contract_schema(
     tmp_path: Path,
     samples: Samples,
-    mnist: MnistSplit,
+    mnist: MnistSource,
     compression: str,
     expected_filter: str | None,
     expected_opts: int | None,
@@ -158,7 +154,7 @@ def test_file_uses_the_oldest_superblock_so_hdf5_1_10_tools_open_it(built: Path)
 
 
 def test_chunk_samples_larger_than_the_split_is_capped(
-    tmp_path: Path, samples: Samples, mnist: MnistSplit
+    tmp_path: Path, samples: Samples, mnist: MnistSource
 ) -> None:
     path = write_split(tmp_path / "train.h5", samples, mnist, chunk_samples=10_000)
     with h5py.File(path, "r") as file:
@@ -170,7 +166,7 @@ def test_chunk_samples_larger_than_the_split_is_capped(
 
 @pytest.mark.parametrize("storage", ["uint8", "float32"])
 def test_reader_returns_what_was_written(
-    tmp_path: Path, samples: Samples, float_samples: Samples, mnist: MnistSplit, storage: str
+    tmp_path: Path, samples: Samples, float_samples: Samples, mnist: MnistSource, storage: str
 ) -> None:
     source = samples if storage == "uint8" else float_samples
     path = write_split(tmp_path / "train.h5", source, mnist, blocks=(17,))
@@ -199,7 +195,7 @@ def test_reader_returns_what_was_written(
     ],
 )
 def test_streaming_in_blocks_equals_one_big_write(
-    tmp_path: Path, samples: Samples, mnist: MnistSplit, blocks: tuple[int, ...]
+    tmp_path: Path, samples: Samples, mnist: MnistSource, blocks: tuple[int, ...]
 ) -> None:
     whole = write_split(tmp_path / "whole.h5", samples, mnist, chunk_samples=8)
     streamed = write_split(tmp_path / "streamed.h5", samples, mnist, blocks, chunk_samples=8)
@@ -212,7 +208,7 @@ def test_streaming_in_blocks_equals_one_big_write(
 
 
 def test_exception_inside_the_writer_leaves_no_file(
-    tmp_path: Path, samples: Samples, mnist: MnistSplit
+    tmp_path: Path, samples: Samples, mnist: MnistSource
 ) -> None:
     path = tmp_path / "train.h5"
     with (
@@ -232,7 +228,7 @@ def test_exception_inside_the_writer_leaves_no_file(
 
 
 def test_failed_rebuild_keeps_the_previous_complete_file(
-    tmp_path: Path, samples: Samples, mnist: MnistSplit
+    tmp_path: Path, samples: Samples, mnist: MnistSource
 ) -> None:
     path = write_split(tmp_path / "train.h5", samples, mnist)
     before = path.read_bytes()
@@ -535,7 +531,7 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 # --- describe ----------------------------------------------------------------------------------
 
 
-def test_describe_reports_the_figures(built: Path, samples: Samples, mnist: MnistSplit) -> None:
+def test_describe_reports_the_figures(built: Path, samples: Samples, mnist: MnistSource) -> None:
     text = describe(built)
     lengths = np.bincount(samples["lengths"], minlength=MAX_LENGTH + 1)
     digits = np.bincount(samples["labels"][samples["labels"] >= 0], minlength=10)
@@ -566,7 +562,7 @@ def test_describe_reports_the_figures(built: Path, samples: Samples, mnist: Mnis
 
 @pytest.mark.parametrize("compression", ["lzf", "none"])
 def test_describe_names_other_compressions(
-    tmp_path: Path, samples: Samples, mnist: MnistSplit, compression: str
+    tmp_path: Path, samples: Samples, mnist: MnistSource, compression: str
 ) -> None:
     path = write_split(tmp_path / "train.h5", samples, mnist, compression=compression)
     images_line = describe(path).splitlines()[1]

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from seqbuilder.errors import IdxFormatError
+from ..errors import IdxFormatError
 
 #: Element type code (third byte of the magic number) -> big-endian numpy dtype.
 DTYPES: dict[int, np.dtype[Any]] = {

@@ -1,12 +1,10 @@
-"""Read built files back: validation and the :class:`SequenceDataset` reader.
+"""Read built files back: the :class:`SequenceDataset` reader and small helpers.
 
-Every reader first opens a file with :func:`_open_h5`, which turns each way of failing (missing,
-empty, not HDF5, truncated) into a one-line :class:`~seqbuilder.errors.DatasetFormatError`, and
-checks it with :func:`_validate` against the format that :mod:`seqbuilder.store` owns.
+Files are checked by :mod:`seqbuilder.store.layout` before anything is read.
 
 Usage::
 
-    from seqbuilder.reader import SequenceDataset, read_samples
+    from seqbuilder.store.reader import SequenceDataset, read_samples
 
     ds = SequenceDataset("outputs/.../train.h5")  # validated now, opened lazily per process
     image, label = ds[0]                           # (28, W) float32 in [0, 1]; int64 digits
@@ -21,7 +19,6 @@ For generative models, which condition on a fixed-size label and usually want im
 
 from __future__ import annotations
 
-import contextlib
 import math
 import operator
 import os
@@ -34,145 +31,18 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from .errors import DatasetFormatError
-from .store import (
-    _MIN_CACHE_BYTES,
-    BOXES,
-    DATASETS,
-    FORMAT_VERSION,
+from ..errors import DatasetFormatError, InvalidTypeError, InvalidValueError
+from .layout import h5_reason, open_h5, validate_split
+from .schema import (
     HEIGHT,
     IMAGES,
     LABELS,
     LENGTHS,
-    SOURCE_INDEX,
-    STORAGE_DTYPES,
+    MIN_CACHE_BYTES,
 )
 
 LabelFormat = Literal["digits", "padded"]
 LABEL_FORMATS: tuple[str, ...] = get_args(LabelFormat)
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """What validating a file learns about it; small, so readers carry it across pickling."""
-
-    count: int
-    width: int
-    max_length: int
-    dtype: str
-    chunk_bytes: int
-    attrs: dict[str, object]
-
-
-def _open_h5(path: Path, **options: Any) -> h5py.File:
-    """Open ``path`` read-only, turning every failure into a one-line DatasetFormatError."""
-    name = os.fspath(path)
-    size = 0
-    try:
-        size = path.stat().st_size
-        if path.is_dir():
-            raise DatasetFormatError(f"{name}: is a directory, expected a .h5 file")
-        if size == 0:
-            raise DatasetFormatError(f"{name}: empty file, expected an HDF5 file from seqbuilder")
-        if not h5py.is_hdf5(name):
-            raise DatasetFormatError(f"{name}: not an HDF5 file")
-        _register_plugins()
-        return h5py.File(name, "r", **options)
-    except FileNotFoundError as error:
-        raise DatasetFormatError(f"{name}: no such file") from error
-    except OSError as error:
-        if "truncated" in str(error):
-            raise DatasetFormatError(
-                f"{name}: truncated file ({size} bytes); it was cut short, copy or build it again"
-            ) from error
-        raise DatasetFormatError(f"{name}: cannot open as HDF5 ({_reason(error)})") from error
-
-
-def _register_plugins() -> None:
-    """Make zstd and blosc files readable when the optional hdf5plugin is installed."""
-    with contextlib.suppress(ImportError):
-        import hdf5plugin  # noqa: F401  (importing registers the filters with HDF5)
-
-
-def _reason(error: OSError) -> str:
-    # h5py messages look like "Unable to open file (bad object header version number)".
-    text = error.strerror or str(error)
-    return text.split("(", 1)[-1].rstrip(")") if "(" in text else text
-
-
-def open_split(path: str | os.PathLike[str]) -> h5py.File:
-    """Open a built split file read-only, after the checks every reader makes.
-
-    Raises:
-        DatasetFormatError: the file is missing, not HDF5, truncated, lacks a dataset, or has
-            a newer ``format_version``.
-    """
-    file = _open_h5(Path(path))
-    try:
-        _validate(file, os.fspath(path))
-    except BaseException:
-        file.close()
-        raise
-    return file
-
-
-def _validate(file: h5py.File, name: str) -> _Layout:
-    version = file.attrs.get("format_version")
-    if version is None:
-        raise DatasetFormatError(f"{name}: no format_version attribute; not a seqbuilder file")
-    if int(version) > FORMAT_VERSION:
-        raise DatasetFormatError(
-            f"{name}: format_version {int(version)} is newer than this seqbuilder reads "
-            f"({FORMAT_VERSION}); upgrade seqbuilder"
-        )
-    missing = [key for key in DATASETS if not isinstance(file.get(key), h5py.Dataset)]
-    if missing:
-        raise DatasetFormatError(
-            f"{name}: missing dataset {', '.join(map(repr, missing))}; "
-            f"a seqbuilder file holds {', '.join(DATASETS)}"
-        )
-    images = file[IMAGES]
-    if images.ndim != 3 or images.shape[1] != HEIGHT or images.dtype.name not in STORAGE_DTYPES:
-        raise DatasetFormatError(
-            f"{name}: images is {images.shape} {images.dtype}, expected (N, 28, W) uint8 or float32"
-        )
-    _check_consistent(file, name)
-    chunks = images.chunks or images.shape
-    return _Layout(
-        count=int(images.shape[0]),
-        width=int(images.shape[2]),
-        max_length=int(file[LABELS].shape[1]),
-        dtype=images.dtype.name,
-        chunk_bytes=int(np.prod(chunks)) * images.dtype.itemsize,
-        attrs={key: _plain(value) for key, value in file.attrs.items()},
-    )
-
-
-def _check_consistent(file: h5py.File, name: str) -> None:
-    counts = {key: file[key].shape[0] if file[key].ndim else 0 for key in DATASETS}
-    if len(set(counts.values())) > 1:
-        listed = ", ".join(f"{key} {count}" for key, count in counts.items())
-        raise DatasetFormatError(f"{name}: datasets disagree on the sample count ({listed})")
-    expected = {LABELS: 2, LENGTHS: 1, BOXES: 3, SOURCE_INDEX: 2}
-    for key, ndim in expected.items():
-        if file[key].ndim != ndim or file[key].dtype.kind not in "iu":
-            raise DatasetFormatError(
-                f"{name}: {key} is {file[key].shape} {file[key].dtype}, expected {ndim}-D integers"
-            )
-    lengths = {key: file[key].shape[1] for key in (LABELS, BOXES, SOURCE_INDEX)}
-    if len(set(lengths.values())) > 1 or file[BOXES].shape[2] != 4:
-        raise DatasetFormatError(
-            f"{name}: labels {file[LABELS].shape}, boxes {file[BOXES].shape} and source_index "
-            f"{file[SOURCE_INDEX].shape} disagree, expected (N, L), (N, L, 4), (N, L)"
-        )
-
-
-def _plain(value: Any) -> object:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 class SequenceDataset:
@@ -215,8 +85,8 @@ class SequenceDataset:
     ) -> None:
         self._options = _check_options(label_format, pad_value, value_range)
         self.path = Path(path)
-        with _open_h5(self.path) as file:
-            self._layout = _validate(file, os.fspath(path))
+        with open_h5(self.path) as file:
+            self._layout = validate_split(file, os.fspath(path))
         self._reset()
 
     def _reset(self) -> None:
@@ -266,7 +136,7 @@ class SequenceDataset:
             raw = images[position]
         except OSError as error:
             raise DatasetFormatError(
-                f"{self.path}: sample {position} is corrupt ({_reason(error)})"
+                f"{self.path}: sample {position} is corrupt ({h5_reason(error)})"
             ) from error
         image = raw if raw.dtype == np.float32 else np.divide(raw, 255, dtype=np.float32)
         options = self._options
@@ -325,8 +195,8 @@ class SequenceDataset:
             # so drop the reference (never close it: that is the parent's) and open afresh.
             self._reset()
         if self._images is None:
-            cache = max(_MIN_CACHE_BYTES, 4 * self._layout.chunk_bytes)
-            self._file = _open_h5(self.path, rdcc_nbytes=cache)
+            cache = max(MIN_CACHE_BYTES, 4 * self._layout.chunk_bytes)
+            self._file = open_h5(self.path, rdcc_nbytes=cache)
             self._images = self._file[IMAGES]
             self._labels = self._file[LABELS][()]
             self._lengths = self._file[LENGTHS][()]
@@ -347,21 +217,23 @@ def _check_options(
     label_format: str, pad_value: int, value_range: tuple[float, float]
 ) -> _ReadOptions:
     if label_format not in LABEL_FORMATS:
-        raise ValueError(
+        raise InvalidValueError(
             f"label_format={label_format!r}, expected one of {', '.join(map(repr, LABEL_FORMATS))}"
         )
     if isinstance(pad_value, bool) or not isinstance(pad_value, (int, np.integer)):
-        raise TypeError(f"pad_value={pad_value!r}, expected an integer")
+        raise InvalidTypeError(f"pad_value={pad_value!r}, expected an integer")
     if 0 <= pad_value <= 9:
-        raise ValueError(f"pad_value={pad_value!r} is a digit, expected a value outside 0..9")
+        raise InvalidValueError(
+            f"pad_value={pad_value!r} is a digit, expected a value outside 0..9"
+        )
     try:
         low, high = (float(value) for value in value_range)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise InvalidValueError(
             f"value_range={value_range!r}, expected (low, high), e.g. (-1, 1)"
         ) from None
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise ValueError(
+        raise InvalidValueError(
             f"value_range={value_range!r}, expected finite (low, high) with low < high"
         )
     return _ReadOptions(label_format, int(pad_value), (low, high))
@@ -405,8 +277,8 @@ def read_labels(path: str | os.PathLike[str]) -> list[str]:
     Raises:
         DatasetFormatError: The file is not a valid seqbuilder file.
     """
-    with _open_h5(Path(path)) as file:
-        _validate(file, os.fspath(path))
+    with open_h5(Path(path)) as file:
+        validate_split(file, os.fspath(path))
         labels = file[LABELS][()]  # (N, L) int8, -1 padded
         lengths = file[LENGTHS][()]  # (N,)
     return ["".join(map(str, row[:length])) for row, length in zip(labels, lengths, strict=True)]

@@ -1,29 +1,27 @@
 """Fetch the MNIST files from mirrors: verified, atomic, resumable across mirrors.
 
 :func:`download_mnist` fills a folder with the four ``.gz`` files listed in
-:data:`seqbuilder.mnist.FILES`. Each file is tried on every mirror of
-:func:`seqbuilder.mnist.mirrors` in turn (``$SEQBUILDER_MNIST_MIRRORS`` overrides the list), is
-streamed to a unique temporary name beside its target, checked against
-:data:`seqbuilder.mnist.SHA256` and only then renamed into place, so the folder never holds a
-partial or corrupt file. A file already present and genuine is not fetched again.
+:data:`~seqbuilder.mnist.resources.FILES`. Each file is tried on every mirror of
+:func:`~seqbuilder.mnist.resources.mirrors` in turn (``$SEQBUILDER_MNIST_MIRRORS`` overrides
+the list), is streamed to a unique temporary name beside its target, checked against
+:data:`~seqbuilder.mnist.resources.SHA256` and only then renamed into place, so the folder
+never holds a partial or corrupt file. A file already present and genuine is not fetched again.
 ``$SEQBUILDER_DOWNLOAD_TIMEOUT`` (seconds) overrides :data:`DOWNLOAD_TIMEOUT`.
 
 Usage::
 
-    from seqbuilder.download import download_mnist
+    from seqbuilder.mnist.download import download_mnist
 
     download_mnist(Path("~/data/mnist").expanduser())  # normally load_mnist() calls it for you
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import http.client
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -33,8 +31,9 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from .errors import MnistNotFoundError
-from .mnist import _MAX_FILE_BYTES, FILES, SHA256, mirrors
+from .._atomic import atomic_path
+from ..errors import InvalidValueError, MnistNotFoundError
+from .resources import FILES, MAX_FILE_BYTES, SHA256, mirrors
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def download_mnist(
     Raises:
         MnistNotFoundError: A file could not be fetched from any mirror (the message gives each
             mirror's reason), or there are no mirrors.
-        ValueError: ``$SEQBUILDER_DOWNLOAD_TIMEOUT`` is not a positive number.
+        InvalidValueError: ``$SEQBUILDER_DOWNLOAD_TIMEOUT`` is not a positive number.
     """
     urls = mirrors() if mirror_urls is None else tuple(mirror_urls)
     timeout = _download_timeout() if timeout is None else timeout
@@ -94,7 +93,7 @@ def _download_timeout() -> float:
     except ValueError:
         timeout = -1.0
     if not timeout > 0:
-        raise ValueError(
+        raise InvalidValueError(
             f"SEQBUILDER_DOWNLOAD_TIMEOUT={value!r} is not a number of seconds > 0 (unset it to "
             f"use the default {DOWNLOAD_TIMEOUT})"
         )
@@ -110,26 +109,29 @@ def _fetch(dest: Path, name: str, urls: Sequence[str], timeout: float) -> list[t
     failures: list[tuple[str, str]] = []
     for base in urls:
         url = base.rstrip("/") + "/" + name + ".gz"
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.gz.", suffix=".part", dir=dest)
         try:
-            with os.fdopen(fd, "wb") as out:
-                _download_to(url, out, timeout, name + ".gz")
-            _check_payload(Path(tmp), name, gzip.GzipFile)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest / (name + ".gz"))
+            with atomic_path(dest / (name + ".gz"), unique=True) as temporary:
+                _fetch_one(url, temporary, name, timeout)
             logger.info("downloaded %s into %s", url, dest)
             return []
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            failures.append((base, _short(f"HTTP {exc.code} {exc.reason}")))
-        except (OSError, http.client.HTTPException, ValueError, _BadDownloadError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            failures.append((base, _short(reason)))
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        except _BadDownloadError as exc:
+            failures.append((base, str(exc)))
         logger.info("download of %s failed: %s", url, failures[-1][1])
     return failures
+
+
+def _fetch_one(url: str, temporary: Path, name: str, timeout: float) -> None:
+    """Download ``url`` to ``temporary`` and verify it; any failure is a ``_BadDownloadError``."""
+    try:
+        with open(temporary, "wb") as out:
+            _download_to(url, out, timeout, name + ".gz")
+        _check_payload(temporary, name, gzip.GzipFile)
+        os.chmod(temporary, 0o644)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise _BadDownloadError(_short(f"HTTP {exc.code} {exc.reason}")) from None
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise _BadDownloadError(_short(getattr(exc, "reason", None) or exc)) from None
 
 
 class _BadDownloadError(Exception):
@@ -150,8 +152,8 @@ def _download_to(url: str, out: IO[bytes], timeout: float, label: str) -> None:
             written = 0
             while chunk := response.read(_CHUNK):
                 written += len(chunk)
-                if written > _MAX_FILE_BYTES:
-                    raise _BadDownloadError(f"more than {_MAX_FILE_BYTES} bytes, not MNIST")
+                if written > MAX_FILE_BYTES:
+                    raise _BadDownloadError(f"more than {MAX_FILE_BYTES} bytes, not MNIST")
                 out.write(chunk)
                 bar.update(len(chunk))
     if total and total.isdigit() and written != int(total):
@@ -164,7 +166,7 @@ def _check_payload(path: Path, name: str, opener: Any) -> None:
     try:
         with opener(path, "rb") as stream:
             read = 0
-            while read <= _MAX_FILE_BYTES and (chunk := stream.read(_CHUNK)):
+            while read <= MAX_FILE_BYTES and (chunk := stream.read(_CHUNK)):
                 digest.update(chunk)
                 read += len(chunk)
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from ..errors import InvalidValueError
+
 
 class Fit(Enum):
     """How the composed sequence meets ``image_width``."""
@@ -46,13 +48,13 @@ def parse_option(kind: type[Enum], value: object, name: str) -> str:
     """Return ``value`` as the plain string of one member of ``kind``.
 
     Raises:
-        ValueError: ``value`` is not one of the members; the message lists them.
+        InvalidValueError: ``value`` is not one of the members; the message lists them.
     """
     for member in kind:
         if value == member.value or value is member:
             return str(member.value)
     valid = ", ".join(repr(m.value) for m in kind)
-    raise ValueError(f"{name}={value!r} is not a valid option, expected one of {valid}")
+    raise InvalidValueError(f"{name}={value!r} is not a valid option, expected one of {valid}")
 
 
 @dataclass(frozen=True)

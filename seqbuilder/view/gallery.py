@@ -27,7 +27,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
-from .store import SequenceDataset, read_samples
+from .._atomic import atomic_path
+from ..errors import InvalidValueError
+from ..store.reader import SequenceDataset, read_samples
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def to_uint8(image: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.uint8]:
     """
     values = np.asarray(image, dtype=np.float64)  # float64: k / 255 in float32 rounds back to k
     if values.size and not (values.min() >= 0.0 and values.max() <= 1.0):
-        raise ValueError("image values must be in [0, 1]")
+        raise InvalidValueError("image values must be in [0, 1]")
     return np.rint(values * 255.0).astype(np.uint8)
 
 
@@ -71,8 +73,8 @@ def save_png(image: npt.NDArray[np.floating[Any]], path: str | os.PathLike[str])
         ValueError: ``image`` is not 2-D or has values outside [0, 1].
     """
     if np.ndim(image) != 2:
-        raise ValueError(f"image has shape {np.shape(image)}, expected (H, W)")
-    return _save_atomic(Image.fromarray(to_uint8(image), mode="L"), Path(path))
+        raise InvalidValueError(f"image has shape {np.shape(image)}, expected (H, W)")
+    return save_image(Image.fromarray(to_uint8(image), mode="L"), Path(path))
 
 
 def render_gallery(
@@ -106,7 +108,7 @@ def render_gallery(
     """
     count = _check_gallery_args(images, labels, scale, columns, predictions)
     if titles is not None and len(titles) != count:
-        raise ValueError(f"{len(titles)} titles for {count} images, expected one each")
+        raise InvalidValueError(f"{len(titles)} titles for {count} images, expected one each")
     cell_height, cell_width = images.shape[1] * scale, images.shape[2] * scale
     font = _font()
     captions = _captions(labels, predictions, titles)
@@ -162,13 +164,15 @@ def render_gallery_file(
         DatasetFormatError: ``h5_path`` is not a valid seqbuilder file.
     """
     if count < 1:
-        raise ValueError(f"count={count!r}, expected at least 1 sample")
+        raise InvalidValueError(f"count={count!r}, expected at least 1 sample")
     with SequenceDataset(h5_path) as dataset:
         shown = min(count, len(dataset))
     if shown == 0:
-        raise ValueError(f"{os.fspath(h5_path)}: holds no samples, so there is nothing to show")
+        raise InvalidValueError(
+            f"{os.fspath(h5_path)}: holds no samples, so there is nothing to show"
+        )
     images, labels = read_samples(h5_path, range(shown))
-    path = _save_atomic(render_gallery(images, labels), Path(output))
+    path = save_image(render_gallery(images, labels), Path(output))
     logger.info("wrote gallery of %d samples from %s to %s", shown, h5_path, path)
     return path
 
@@ -181,16 +185,20 @@ def _check_gallery_args(
     predictions: Sequence[str] | None,
 ) -> int:
     if np.ndim(images) != 3 or len(images) == 0:
-        raise ValueError(f"images has shape {np.shape(images)}, expected (K, H, W) with K >= 1")
+        raise InvalidValueError(
+            f"images has shape {np.shape(images)}, expected (K, H, W) with K >= 1"
+        )
     count = len(images)
     if len(labels) != count:
-        raise ValueError(f"{len(labels)} labels for {count} images, expected one each")
+        raise InvalidValueError(f"{len(labels)} labels for {count} images, expected one each")
     if predictions is not None and len(predictions) != count:
-        raise ValueError(f"{len(predictions)} predictions for {count} images, expected one each")
+        raise InvalidValueError(
+            f"{len(predictions)} predictions for {count} images, expected one each"
+        )
     if scale < 1:
-        raise ValueError(f"scale={scale!r}, expected an integer >= 1")
+        raise InvalidValueError(f"scale={scale!r}, expected an integer >= 1")
     if columns is not None and columns < 1:
-        raise ValueError(f"columns={columns!r}, expected an integer >= 1")
+        raise InvalidValueError(f"columns={columns!r}, expected an integer >= 1")
     return count
 
 
@@ -236,12 +244,12 @@ def _text_width(font: FontType, text: str) -> int:
     return math.ceil(right - left)
 
 
-def _save_atomic(image: Image.Image, path: Path) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def save_image(image: Image.Image, path: Path) -> Path:
+    """Write ``image`` as a PNG at ``path``, atomically.
+
+    Raises:
+        OutputError: the folder is missing or the file cannot be written.
+    """
+    with atomic_path(path) as temporary:
+        image.save(temporary, format="PNG")
     return path

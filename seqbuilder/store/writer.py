@@ -3,28 +3,28 @@
 :class:`SplitWriter` writes ``<name>.tmp`` beside the target and renames it only once every
 sample is in, so a file under its final name is always complete; a checkpoint makes the work
 so far durable, so an interrupted build can continue (``resume_from``). The format itself
-(names, types, filters, the schema) lives in :mod:`seqbuilder.format`, reading in
-:mod:`seqbuilder.reader` and the ``info`` summary in :mod:`seqbuilder.info`; their public names
-are re-exported here, so ``from seqbuilder.store import SequenceDataset, IMAGES`` keeps working.
+(names, types, filters, the schema) lives in :mod:`seqbuilder.store.schema`; reading in
+:mod:`seqbuilder.store.reader`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 
+from .._atomic import publish, temporary_name
+from .._version import __version__
 from .chunks import can_encode
-from .format import (
+from .schema import (
     BOXES,
     CHECKPOINT_ATTR,
     COMPRESSIONS,
@@ -39,61 +39,16 @@ from .format import (
     LENGTHS,
     LIBVER,
     METADATA_CHUNK_ROWS,
+    MIN_CACHE_BYTES,
     PAD,
     REQUIRED_ATTRS,
-    SCHEMA,
     SOURCE_INDEX,
     STORAGE_DTYPES,
     dataset_filters,
     plain_attr,
-    read_checkpoint,
 )
 
-if TYPE_CHECKING:
-    from .info import describe as describe
-    from .reader import SequenceDataset as SequenceDataset
-    from .reader import read_samples as read_samples
-
 logger = logging.getLogger(__name__)
-
-__all__ = [
-    "BOXES",
-    "COMPRESSIONS",
-    "DATASETS",
-    "DEFAULT_CHUNK_SAMPLES",
-    "DEFAULT_COMPRESSION_LEVEL",
-    "FORMAT_VERSION",
-    "HEIGHT",
-    "IMAGES",
-    "LABELS",
-    "LENGTHS",
-    "PAD",
-    "REQUIRED_ATTRS",
-    "SCHEMA",
-    "SOURCE_INDEX",
-    "STORAGE_DTYPES",
-    "SplitWriter",
-    "read_checkpoint",
-]
-
-_MIN_CACHE_BYTES = 1 << 20  # HDF5's default chunk cache
-
-# Names that moved out of this module, re-exported for old imports. They are resolved lazily
-# (PEP 562) because reader.py and info.py import the format constants from here: an eager
-# import at either end would be a cycle that breaks whichever module is imported first.
-_MOVED = {"SequenceDataset": "reader", "read_samples": "reader", "describe": "info"}
-
-
-def __getattr__(name: str) -> object:
-    if name in _MOVED:
-        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _package_version() -> str:
-    from . import __version__  # late: the package imports this module while it initialises
-
-    return __version__
 
 
 class SplitWriter:
@@ -150,7 +105,7 @@ class SplitWriter:
         if not 0 <= compression_level <= 9:
             raise ValueError(f"compression_level={compression_level!r}, expected 0..9")
         self.path = Path(path)
-        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        self.tmp_path = temporary_name(self.path)
         self.count, self.width, self.max_length = count, width, max_length
         self._dtype = np.dtype(dtype)
         self._chunk = max(1, min(chunk_samples, count))
@@ -372,9 +327,7 @@ class SplitWriter:
                 del self._file.attrs[CHECKPOINT_ATTR]
             self._file.close()
             self._file = None
-            with open(self.tmp_path, "rb+") as handle:  # the rename must never expose lost pages
-                os.fsync(handle.fileno())
-            os.replace(self.tmp_path, self.path)
+            publish(self.tmp_path, self.path, durable=True)
         except BaseException:
             self.discard()
             raise
@@ -392,7 +345,7 @@ class SplitWriter:
         per_row = HEIGHT * self.width * self._dtype.itemsize
         metadata_rows = min(self.count, METADATA_CHUNK_ROWS)
         per_meta_row = self.max_length * (1 + 2 * 4 + 4) + 2
-        return max(_MIN_CACHE_BYTES, 2 * (self._chunk * per_row + metadata_rows * per_meta_row))
+        return max(MIN_CACHE_BYTES, 2 * (self._chunk * per_row + metadata_rows * per_meta_row))
 
     def _create_datasets(self, compression: str, level: int) -> dict[str, h5py.Dataset]:
         assert self._file is not None
@@ -527,7 +480,7 @@ def _file_attrs(attrs: Mapping[str, object], width: int) -> dict[str, object]:
         raise ValueError(f"attrs lacks {', '.join(missing)}; a split file records all of them")
     own: dict[str, object] = {
         "format_version": FORMAT_VERSION,
-        "seqbuilder_version": _package_version(),
+        "seqbuilder_version": __version__,
         "height": HEIGHT,
         "width": width,
     }

@@ -29,7 +29,6 @@ is a dictionary lookup that never touches the disk.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import os
 import struct
@@ -39,66 +38,24 @@ import zlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from seqbuilder.errors import IdxFormatError, MnistNotFoundError
-from seqbuilder.idx import DTYPES, read_idx
-
-if TYPE_CHECKING:
-    from .download import DOWNLOAD_TIMEOUT as DOWNLOAD_TIMEOUT
-    from .download import download_mnist as download_mnist
+from ..errors import IdxFormatError, InvalidValueError, MnistNotFoundError
+from .download import download_mnist
+from .idx import DTYPES, read_idx
+from .resources import FILES, MAX_FILE_BYTES, NPZ_KEYS, NPZ_NAME, SOURCES, cache_dir
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("train", "test")
-
-#: Source -> kind -> file name (without ``.gz``).
-FILES: dict[str, dict[str, str]] = {
-    "train": {"images": "train-images-idx3-ubyte", "labels": "train-labels-idx1-ubyte"},
-    "test": {"images": "t10k-images-idx3-ubyte", "labels": "t10k-labels-idx1-ubyte"},
-}
-
-# Checksums of the *decompressed* payloads: every mirror re-gzips with its own header, so the
-# .gz bytes differ between mirrors while the IDX bytes inside are the same everywhere.
-SHA256: dict[str, str] = {
-    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
-
-#: Base URLs, tried in order for each file.
-MIRRORS: tuple[str, ...] = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-)
-
-_NPZ_NAME = "mnist.npz"
-_NPZ_KEYS = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}
-# Genuine MNIST files are at most 47 MB (decompressed); anything far bigger is hostile.
-_MAX_FILE_BYTES = 1 << 27
-
-_CACHE: dict[tuple[str, str | None, str | None, str | None], MnistSplit] = {}
+_CACHE: dict[tuple[str, str | None, str | None, str | None], MnistSource] = {}
 _LOCK = threading.Lock()
-
-# Names that moved to download.py, re-exported for old imports. They are resolved lazily (PEP 562)
-# because download.py imports the tables from here: an eager import at either end would be a
-# cycle that breaks whichever module is imported first.
-_MOVED = ("DOWNLOAD_TIMEOUT", "download_mnist")
-
-
-def __getattr__(name: str) -> object:
-    if name in _MOVED:
-        return getattr(importlib.import_module(".download", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays have no truth value; compare by identity
-class MnistSplit:
+class MnistSource:
     """One MNIST split, with per-label indexes precomputed for fast sampling.
 
     Attributes:
@@ -132,29 +89,9 @@ class MnistSplit:
         return frozenset(int(label) for label in np.flatnonzero(self.label_counts == 0))
 
 
-def cache_dir() -> Path:
-    """Return the download cache, ``$XDG_CACHE_HOME/seqbuilder/mnist``.
-
-    Returns:
-        The directory (not created); ``~/.cache/seqbuilder/mnist`` when ``XDG_CACHE_HOME`` is
-        unset or empty.
-    """
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "seqbuilder" / "mnist"
-
-
-def mirrors() -> tuple[str, ...]:
-    """Return the mirror base URLs to download from.
-
-    Returns:
-        ``$SEQBUILDER_MNIST_MIRRORS`` split on whitespace when the variable is set (so an empty
-        value means no mirrors), else :data:`MIRRORS`.
-    """
-    value = os.environ.get("SEQBUILDER_MNIST_MIRRORS")
-    return MIRRORS if value is None else tuple(value.split())
-
-
-def load_mnist(source: str = "train", data_dir: str | os.PathLike[str] | None = None) -> MnistSplit:
+def load_mnist(
+    source: str = "train", data_dir: str | os.PathLike[str] | None = None
+) -> MnistSource:
     """Return an MNIST split, finding or downloading it on the first call only.
 
     Args:
@@ -165,12 +102,14 @@ def load_mnist(source: str = "train", data_dir: str | os.PathLike[str] | None = 
         The split; the same object for every call with the same arguments and environment.
 
     Raises:
-        ValueError: ``source`` is not ``"train"`` or ``"test"``.
+        InvalidValueError: ``source`` is not ``"train"`` or ``"test"``.
         IdxFormatError: A file that was found is malformed or is not MNIST-shaped.
         MnistNotFoundError: No location holds the split and the download failed.
     """
     if source not in SOURCES:
-        raise ValueError(f"source={source!r} is not an MNIST split, expected one of {SOURCES}")
+        raise InvalidValueError(
+            f"source={source!r} is not an MNIST split, expected one of {SOURCES}"
+        )
     key = (
         source,
         None if data_dir is None else os.fspath(data_dir),
@@ -189,7 +128,7 @@ def load_mnist(source: str = "train", data_dir: str | os.PathLike[str] | None = 
 # --- locating and loading -------------------------------------------------------------------
 
 
-def _find_or_download(source: str, data_dir: str | os.PathLike[str] | None) -> MnistSplit:
+def _find_or_download(source: str, data_dir: str | os.PathLike[str] | None) -> MnistSource:
     env = os.environ.get("SEQBUILDER_DATA") or None
     locations = [
         ("data_dir", None if data_dir is None else Path(data_dir).expanduser()),
@@ -199,8 +138,6 @@ def _find_or_download(source: str, data_dir: str | os.PathLike[str] | None) -> M
     for _, root in locations:
         if root is not None and (split := _load_from(root, source)) is not None:
             return split
-    from .download import download_mnist  # late: download.py imports this module's tables
-
     try:
         download_mnist(cache_dir())
     except MnistNotFoundError as exc:
@@ -233,7 +170,7 @@ def _idx_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _load_from(root: Path, source: str) -> MnistSplit | None:
+def _load_from(root: Path, source: str) -> MnistSource | None:
     """Load ``source`` from the first layout ``root`` holds, or return None."""
     for folder in (root, root / "MNIST" / "raw"):
         paths = [_idx_file(folder, name) for name in FILES[source].values()]
@@ -242,10 +179,10 @@ def _load_from(root: Path, source: str) -> MnistSplit | None:
             _check_ndim(images, 3, "an image", paths[0].name)
             _check_ndim(labels, 1, "a label", paths[1].name)
             return _make_split(images, labels, source, str(folder), paths[0].name, paths[1].name)
-    npz = root / _NPZ_NAME
+    npz = root / NPZ_NAME
     if npz.is_file():
-        images, labels = _read_npz(npz, _NPZ_KEYS[source])
-        x, y = (f"{npz}: {key}" for key in _NPZ_KEYS[source])
+        images, labels = _read_npz(npz, NPZ_KEYS[source])
+        x, y = (f"{npz}: {key}" for key in NPZ_KEYS[source])
         return _make_split(images, labels, source, str(npz), x, y)
     return None
 
@@ -282,7 +219,7 @@ def _check_npy_member(archive: zipfile.ZipFile, key: str, path: Path) -> None:
         raise IdxFormatError(
             f"{path}: no array {key!r}, expected keys x_train, y_train, x_test, y_test"
         ) from None
-    if info.file_size > _MAX_FILE_BYTES:
+    if info.file_size > MAX_FILE_BYTES:
         raise IdxFormatError(f"{path}: {key} is {info.file_size} bytes, too big for MNIST")
     with archive.open(info) as member:
         version = np.lib.format.read_magic(member)
@@ -307,7 +244,7 @@ def _make_split(
     location: str,
     images_name: str,
     labels_name: str,
-) -> MnistSplit:
+) -> MnistSource:
     """Validate MNIST semantics and precompute the per-label index and ink boxes."""
     for array, name in ((images, images_name), (labels, labels_name)):
         if array.dtype != np.uint8:
@@ -336,7 +273,7 @@ def _make_split(
     label_counts = np.diff(label_starts)
     for array in (label_order, label_starts, label_counts):
         array.flags.writeable = False
-    split = MnistSplit(
+    split = MnistSource(
         images=images,
         labels=labels,
         sha256=_idx_sha256(images),

@@ -16,13 +16,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import SeqbuilderError
+from ..errors import RunDirectoryBusyError
 
 LOCK_NAME = ".seqbuilder.lock"
-
-
-class RunDirectoryBusyError(SeqbuilderError):
-    """Another live build holds the run directory."""
 
 
 @contextlib.contextmanager

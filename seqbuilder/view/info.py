@@ -5,7 +5,7 @@ the provenance attributes and a measured read latency.
 
 Usage::
 
-    from seqbuilder.info import describe
+    from seqbuilder.view.info import describe
 
     print(describe("outputs/.../train.h5"))
 """
@@ -20,9 +20,10 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from .errors import DatasetFormatError
-from .reader import SequenceDataset, _open_h5, _reason
-from .store import DATASETS, LABELS, LENGTHS
+from ..errors import DatasetFormatError
+from ..store.layout import h5_reason, open_h5
+from ..store.reader import SequenceDataset
+from ..store.schema import DATASETS, LABELS, LENGTHS
 
 _LATENCY_READS = 200
 
@@ -46,7 +47,7 @@ def describe(path: str | os.PathLike[str]) -> str:
     dataset = SequenceDataset(path)
     layout = dataset._layout
     name = os.fspath(path)
-    with _open_h5(Path(path)) as file:
+    with open_h5(Path(path)) as file:
         rows = [_dataset_row(file[key]) for key in DATASETS]
         stored = sum(file[key].id.get_storage_size() for key in DATASETS)
         raw = sum(file[key].size * file[key].dtype.itemsize for key in DATASETS)
@@ -119,7 +120,7 @@ def _histograms(file: h5py.File, name: str) -> tuple[npt.NDArray[np.int64], npt.
                 block_labels[(block_labels >= 0) & (block_labels <= 9)], minlength=10
             )
     except OSError as error:
-        raise DatasetFormatError(f"{name}: cannot read labels ({_reason(error)})") from error
+        raise DatasetFormatError(f"{name}: cannot read labels ({h5_reason(error)})") from error
     return lengths, digits
 
 
@@ -132,7 +133,7 @@ def _histogram_text(counts: npt.NDArray[np.int64], *, first: int) -> str:
 def _read_latency(dataset: SequenceDataset) -> float:
     """Return the mean microseconds of a single random ``dataset[i]`` on a fresh handle."""
     dataset.close()
-    dataset._handle()  # open outside the timing: the question is the per-sample cost
+    dataset[0]  # open outside the timing: the question is the per-sample cost
     indices = _scattered(len(dataset), _LATENCY_READS)
     start = time.perf_counter()
     for index in indices:

@@ -15,25 +15,18 @@ from __future__ import annotations
 import numbers
 import os
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .compose import DIGIT_SIZE, MAX_OVERLAP, ImageArray, compose, slot_mask, widest_width
-from .mnist import MnistSplit, load_mnist
+from ..errors import InvalidTypeError, InvalidValueError
+from ..mnist.load import load_mnist
+from .compose import DIGIT_SIZE, MAX_OVERLAP, check_fits
+from .engine import generate_batch
 from .options import ComposeOptions
 
 Seed = int | np.integer[Any] | np.random.Generator | None
-
-
-class Batch(NamedTuple):
-    """A composed block of samples and the draws that made it."""
-
-    images: ImageArray  # (B, 28, W) uint8 or float32
-    boxes: npt.NDArray[np.int16]  # (B, L, 4) x0, y0, x1, y1; -1 past each length
-    source_index: npt.NDArray[np.int32]  # (B, L) MNIST index of each digit; -1 padded
-    gaps: npt.NDArray[np.int64]  # (B, L - 1) drawn gaps (meaningless past each length)
 
 
 def generate_numbers_sequence(
@@ -82,7 +75,7 @@ def generate_numbers_sequence(
     spacing = validate_spacing(spacing_range)
     width = validate_width(image_width)
     options = ComposeOptions.of(fit, align, digit_crop, background)
-    check_fits(digit_array.size, spacing, width, options)
+    check_fits(digit_array.size, spacing[1], width, options.fit, subject=f"image_width={width}")
     rng = make_rng(seed)
     split = load_mnist(source, data_dir)
     batch = generate_batch(
@@ -90,87 +83,6 @@ def generate_numbers_sequence(
     )
     image: npt.NDArray[np.float32] = batch.images[0]
     return image
-
-
-def generate_batch(
-    split: MnistSplit,
-    digits: npt.NDArray[np.integer[Any]],
-    lengths: npt.NDArray[np.integer[Any]],
-    spacing: tuple[int, int],
-    width: int,
-    options: ComposeOptions,
-    rng: np.random.Generator,
-    dtype: type[np.uint8] | type[np.float32] = np.float32,
-) -> Batch:
-    """Draw the MNIST samples and gaps for a block of sequences, then compose them.
-
-    The draws happen in this order: one ``(B, 2L - 1)`` block of uniform floats (per sample,
-    first one per digit slot choosing its MNIST sample, then one per gap), then ``compose``'s
-    random offsets; changing the order changes every dataset. An integer in ``[0, k)`` is taken
-    as ``floor(u * k)``: uniform to within ``k / 2**53``, and one vectorised draw is several
-    times faster than ``Generator.integers`` with per-element bounds.
-
-    Args:
-        split: the MNIST split to draw digit images from.
-        digits: ``(B, L)`` digits, left-aligned; entries past each length are ignored.
-        lengths: ``(B,)`` number of digits in each sample, each in ``1..L``.
-        spacing: validated ``(min, max)`` gap range.
-        width: output width.
-        options: validated composition options.
-        rng: the generator every random choice comes from.
-        dtype: ``np.float32`` values in [0, 1] or ``np.uint8`` ``round(value * 255)``.
-
-    Returns:
-        The composed :class:`Batch`.
-    """
-    lengths_64: npt.NDArray[np.int64] = np.asarray(lengths, np.int64)
-    n_samples, n_slots = digits.shape
-    # One draw of uniform floats serves both choices: the sample of each digit, then each gap.
-    uniform = rng.random((n_samples, 2 * n_slots - 1))
-    valid = slot_mask(lengths_64, n_slots)
-    source_index = draw_sources(split, digits, valid, uniform[:, :n_slots])
-    gaps = spacing[0] + (uniform[:, n_slots:] * (spacing[1] - spacing[0] + 1)).astype(np.int64)
-    safe_index = source_index if valid is None else np.maximum(source_index, 0)
-    images, boxes = compose(
-        split.images[safe_index],
-        split.ink_boxes[safe_index],
-        lengths_64,
-        gaps,
-        width,
-        options=options,
-        rng=rng,
-        dtype=dtype,
-    )
-    return Batch(images, boxes, source_index, gaps)
-
-
-def draw_sources(
-    split: MnistSplit,
-    digits: npt.NDArray[np.integer[Any]],
-    valid: npt.NDArray[np.bool_] | None,
-    uniform: npt.NDArray[np.float64],
-) -> npt.NDArray[np.int32]:
-    """Pick, uniformly and independently, an MNIST sample of each digit's label.
-
-    Args:
-        split: the MNIST split to draw from.
-        digits: ``(B, L)`` labels; entries where ``valid`` is False are ignored.
-        valid: ``(B, L)`` which slots hold a digit, or None when all do.
-        uniform: ``(B, L)`` floats uniform on [0, 1), one per digit.
-
-    Returns:
-        ``(B, L) int32`` indices into ``split.images``; ``-1`` where ``valid`` is False.
-
-    Raises:
-        ValueError: the split holds no sample of a requested label.
-    """
-    labels = digits if valid is None else np.where(valid, digits, 0)
-    counts = split.label_counts[labels]
-    if split.missing_labels and counts.min() < 1:
-        missing = int(labels[counts < 1][0])
-        raise ValueError(f"MNIST {split.source} split at {split.location} has no digit {missing}")
-    chosen = split.label_order[split.label_starts[labels] + (uniform * counts).astype(np.int64)]
-    return chosen if valid is None else np.where(valid, chosen, np.int32(-1))
 
 
 def validate_digits(digits: object) -> npt.NDArray[np.int64]:
@@ -184,26 +96,30 @@ def validate_digits(digits: object) -> npt.NDArray[np.int64]:
         return np.array(digits, np.int64)  # the common case, spared the general checks
     if isinstance(digits, str):
         if not digits:
-            raise ValueError("digits='' is empty, expected at least one digit")
+            raise InvalidValueError("digits='' is empty, expected at least one digit")
         bad = next((i for i, ch in enumerate(digits) if ch not in "0123456789"), None)
         if bad is not None:
-            raise ValueError(f"digits[{bad}] is {digits[bad]!r}, expected a decimal character")
+            raise InvalidValueError(
+                f"digits[{bad}] is {digits[bad]!r}, expected a decimal character"
+            )
         return np.frombuffer(digits.encode("ascii"), np.uint8).astype(np.int64) - 48
     if digits is None or isinstance(digits, (bytes, dict, set, numbers.Number)):
-        raise TypeError(
+        raise InvalidTypeError(
             f"digits={digits!r} is not a sequence, expected e.g. [0, 9, 6, 5] or '0965'"
         )
     array = np.asarray(digits)
     if array.ndim != 1:
-        raise ValueError(f"digits has shape {array.shape}, expected a flat sequence")
+        raise InvalidValueError(f"digits has shape {array.shape}, expected a flat sequence")
     if array.size == 0:
-        raise ValueError(f"digits={digits!r} is empty, expected at least one digit")
+        raise InvalidValueError(f"digits={digits!r} is empty, expected at least one digit")
     if array.dtype.kind not in "iu":
         index, value = _first_non_integer(digits)
-        raise TypeError(f"digits[{index}] is {value!r}, expected an integer in 0..9")
+        raise InvalidTypeError(f"digits[{index}] is {value!r}, expected an integer in 0..9")
     if array.min() < 0 or array.max() > 9:
         index = int(np.flatnonzero((array < 0) | (array > 9))[0])
-        raise ValueError(f"digits[{index}] is {int(array[index])!r}, expected an integer in 0..9")
+        raise InvalidValueError(
+            f"digits[{index}] is {int(array[index])!r}, expected an integer in 0..9"
+        )
     return array.astype(np.int64)
 
 
@@ -229,17 +145,17 @@ def validate_spacing(spacing_range: object) -> tuple[int, int]:
     try:
         low, high = spacing_range  # type: ignore[misc]
     except (TypeError, ValueError):
-        raise TypeError(
+        raise InvalidTypeError(
             f"spacing_range={spacing_range!r} is not a pair, expected (min, max) integers"
         ) from None
     for name, value in (("min", low), ("max", high)):
         if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"spacing_range {name} is {value!r}, expected an integer")
+            raise InvalidTypeError(f"spacing_range {name} is {value!r}, expected an integer")
     low, high = int(low), int(high)
     if low > high:
-        raise ValueError(f"spacing_range=({low}, {high}): min must be <= max")
+        raise InvalidValueError(f"spacing_range=({low}, {high}): min must be <= max")
     if low < -MAX_OVERLAP:
-        raise ValueError(
+        raise InvalidValueError(
             f"spacing_range min is {low}, expected >= -{MAX_OVERLAP} "
             f"(digits are {DIGIT_SIZE} columns wide)"
         )
@@ -256,26 +172,10 @@ def validate_width(image_width: object) -> int:
     if type(image_width) is int and image_width >= 1:
         return image_width
     if isinstance(image_width, bool | np.bool_) or not isinstance(image_width, numbers.Integral):
-        raise TypeError(f"image_width={image_width!r} is not an integer")
+        raise InvalidTypeError(f"image_width={image_width!r} is not an integer")
     if image_width < 1:
-        raise ValueError(f"image_width={image_width!r} is too small, expected at least 1")
+        raise InvalidValueError(f"image_width={image_width!r} is too small, expected at least 1")
     return int(image_width)
-
-
-def check_fits(
-    n_digits: int, spacing: tuple[int, int], width: int, options: ComposeOptions
-) -> None:
-    """Under ``fit="pad"``, reject a width the widest possible composition would overflow.
-
-    Raises:
-        ValueError: the message gives the minimum width needed.
-    """
-    needed = widest_width(n_digits, spacing[1])
-    if options.fit == "pad" and needed > width:
-        raise ValueError(
-            f"image_width={width} is too small: {n_digits} digits with gaps up to {spacing[1]} "
-            f'need at least {needed} columns (use fit="scale" or a wider image)'
-        )
 
 
 def make_rng(seed: object) -> np.random.Generator:
@@ -292,9 +192,9 @@ def make_rng(seed: object) -> np.random.Generator:
     if seed is not None and (
         isinstance(seed, bool | np.bool_) or not isinstance(seed, numbers.Integral)
     ):
-        raise TypeError(f"seed={seed!r} is not None, an int or a numpy.random.Generator")
+        raise InvalidTypeError(f"seed={seed!r} is not None, an int or a numpy.random.Generator")
     if seed is None:
         return np.random.default_rng()
     if int(seed) < 0:
-        raise ValueError(f"seed={seed!r} is negative, expected an int >= 0")
+        raise InvalidValueError(f"seed={seed!r} is negative, expected an int >= 0")
     return np.random.default_rng(int(seed))

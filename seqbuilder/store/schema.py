@@ -21,11 +21,14 @@ The file keeps the oldest HDF5 object formats that can hold it, so HDF5 1.10 too
 from __future__ import annotations
 
 import os
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+
+from ..errors import InvalidValueError
 
 FORMAT_VERSION = 1
 HEIGHT = 28
@@ -38,9 +41,34 @@ BOXES = "boxes"
 SOURCE_INDEX = "source_index"
 DATASETS = (IMAGES, LABELS, LENGTHS, BOXES, SOURCE_INDEX)
 
-#: Storage choices, as spelled in the ``storage`` config group.
-STORAGE_DTYPES = ("uint8", "float32")
-COMPRESSIONS = ("gzip", "lzf", "none", "zstd", "blosc")
+
+class StorageDtype(Enum):
+    """How images are stored: ``uint8`` is ``round(value * 255)``."""
+
+    uint8 = "uint8"
+    float32 = "float32"
+
+
+class Compression(Enum):
+    """The HDF5 filter applied to ``images`` (``zstd`` and ``blosc`` need hdf5plugin)."""
+
+    gzip = "gzip"
+    lzf = "lzf"
+    none = "none"
+    zstd = "zstd"
+    blosc = "blosc"
+
+
+class DeflateEngine(Enum):
+    """Which deflate encoder the workers use for gzip chunks."""
+
+    zlib = "zlib"
+    isal = "isal"
+
+
+#: Storage choices as plain strings, for the writer's checks and the reader.
+STORAGE_DTYPES = tuple(member.value for member in StorageDtype)
+COMPRESSIONS = tuple(member.value for member in Compression)
 DEFAULT_COMPRESSION_LEVEL = 4
 # 8 samples of width 200 are a 44 KiB chunk: a shuffled read decompresses it in ~0.15 ms while
 # the file stays within 3% of the best gzip ratio (benchmarks/bench_read.py has the table).
@@ -82,6 +110,7 @@ FIELD_DTYPES: dict[str, type[np.integer[Any]]] = {
 }
 # Oldest to newest object formats the writer may use: never demand more than HDF5 1.10 reads.
 LIBVER = ("earliest", "v110")
+MIN_CACHE_BYTES = 1 << 20  # HDF5's default chunk cache; readers and writers never use less
 METADATA_CHUNK_ROWS = 4096  # metadata is tiny per sample; big chunks compress it well
 CHECKPOINT_ATTR = "checkpoint_samples"  # on an unfinished file: samples safely on disk
 
@@ -107,7 +136,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, object], in
 
 
 def plain_attr(value: object) -> object:
-    """A numpy scalar attribute as the plain Python value."""
+    """An HDF5 attribute as the plain Python value: numpy scalars unwrapped, bytes decoded."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
     return value.item() if isinstance(value, np.generic) else value
 
 
@@ -130,7 +161,7 @@ def dataset_filters(method: str, level: int, itemsize: int) -> dict[str, Any]:
     try:
         import hdf5plugin
     except ImportError:
-        raise ValueError(
+        raise InvalidValueError(
             f"compression={method!r} needs the hdf5plugin package: pip install 'seqbuilder[fast]'"
         ) from None
     if method == "zstd":

@@ -14,41 +14,31 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from ..errors import BuildInterrupted, BuildWriteError, WorkerDiedError
+from ..mnist.load import load_mnist
+from ..store.schema import read_checkpoint
+from ..store.writer import SplitWriter
+from ..view.gallery import render_gallery_file
 from .card import write_card, write_dataset_info, write_resolved_config
 from .config import BuildConfig, register_configs
-from .errors import SeqbuilderError
-from .gallery import render_gallery_file
 from .lock import run_lock
-from .mnist import load_mnist
 from .plan import BLOCK_SAMPLES, Recipe, SplitPlan, make_recipe, split_plans
-from .pool import EncodedBlock, Encoding, WorkerDiedError, iterate_blocks
+from .pool import EncodedBlock, Encoding, iterate_blocks
+from .preflight import to_build_config
 from .resume import resume_point
-from .store import SplitWriter, read_checkpoint
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SECONDS = 1.0  # most work a crash (kill -9, power cut) can lose
 
 register_configs()
-
-
-def to_build_config(cfg: DictConfig) -> BuildConfig:
-    """Turn the composed Hydra config into a validated :class:`BuildConfig`."""
-    config = OmegaConf.to_object(cfg)
-    assert isinstance(config, BuildConfig)
-    return config
-
-
-# User-facing failures of the jobs of this process, for the CLI to report as one line each
-# (raised inside Hydra's job runner they would come with a line of Hydra's own).
-_failures: list[Exception] = []
 
 
 @hydra.main(version_base="1.3", config_path="pkg://seqbuilder.conf", config_name="config")
@@ -58,66 +48,7 @@ def hydra_main(cfg: DictConfig) -> None:
     hydra_config = HydraConfig.get()
     run_dir = Path(hydra_config.runtime.output_dir)
     command = " ".join(["seqbuilder build", *hydra_config.overrides.task])
-    try:
-        build(config, OmegaConf.to_yaml(cfg, resolve=True), run_dir, command=command)
-    except (SeqbuilderError, ValueError, OSError) as error:
-        log.error("%s", error)
-        _failures.append(error)
-
-
-def take_failures() -> list[Exception]:
-    """Return and forget the failures of the jobs run so far in this process."""
-    failures = list(_failures)
-    _failures.clear()
-    return failures
-
-
-def preflight(argv: list[str]) -> None:
-    """Check every job of ``seqbuilder build ARGV`` before Hydra creates any directory.
-
-    Composes each job's configuration (every combination of a ``-m`` sweep) the way Hydra
-    will, validates it, resolves its sequences and loads the MNIST splits it needs (loading
-    is cached, so the build itself reuses them). Flags that only print (``--help``,
-    ``--cfg``, ``--info``, ...) and a custom ``--config-dir``/``--config-name`` are left to
-    Hydra.
-
-    Raises:
-        ConfigError, HydraException, OmegaConfBaseException, MnistNotFoundError: a bad job.
-    """
-    from hydra import compose, initialize_config_module
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra._internal.utils import get_args_parser
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = get_args_parser()
-    parser.error = _raise_usage_error  # type: ignore[method-assign]
-    args = parser.parse_args(argv)
-    if (
-        args.help
-        or args.hydra_help
-        or args.cfg
-        or args.info
-        or args.shell_completion
-        or args.config_dir
-        or args.config_name
-        or args.config_path
-        or args.experimental_rerun
-    ):
-        return
-    overrides = [item for item in args.overrides if not item.lstrip("+~").startswith("hydra")]
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-    with initialize_config_module(config_module="seqbuilder.conf", version_base="1.3"):
-        for job in jobs or [[]]:
-            config = to_build_config(compose("config", overrides=job))
-            recipe = make_recipe(config)
-            for plan in split_plans(config):
-                load_mnist(plan.source, recipe.data_dir)
-
-
-def _raise_usage_error(message: str) -> NoReturn:
-    """Report a bad ``seqbuilder build`` flag as one error line, not Hydra's usage text."""
-    raise ValueError(f"build: {message} (see seqbuilder build --help)")
+    build(config, OmegaConf.to_yaml(cfg, resolve=True), run_dir, command=command)
 
 
 def build(config: BuildConfig, config_yaml: str, run_dir: Path, *, command: str) -> list[Path]:
@@ -182,15 +113,6 @@ def build(config: BuildConfig, config_yaml: str, run_dir: Path, *, command: str)
         write_dataset_info(run_dir, config_yaml, written, {s: m.sha256 for s, m in sources.items()})
         write_card(run_dir, command, config, written)
     return written
-
-
-class BuildInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM stopped the build; the message says how to resume it."""
-
-
-class BuildWriteError(SeqbuilderError):
-    """The disk refused a write, or a worker died; the message says what was kept and how to
-    resume."""
 
 
 def _resume_hint(what: str, path: Path, run_dir: Path, command: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import InvalidValueError
 from .options import ComposeOptions
 
 DIGIT_SIZE = 28  # MNIST images are 28 x 28
@@ -38,6 +39,29 @@ def widest_width(n_digits: int, max_gap: int) -> int:
     this bound holds for ``digit_crop="ink"`` too, where digits are narrower than 28.
     """
     return DIGIT_SIZE + (n_digits - 1) * max(DIGIT_SIZE + max_gap, 0)
+
+
+def check_fits(n_digits: int, max_gap: int, width: int, fit: str, *, subject: str) -> None:
+    """Under ``fit="pad"``, reject a width the widest possible composition would overflow.
+
+    The one fit check of the API, the CLI and the build config.
+
+    Args:
+        n_digits: the most digits a sequence can have.
+        max_gap: the largest gap.
+        width: the output width.
+        fit: ``"pad"``, ``"scale"`` or ``"auto"``; only ``"pad"`` can fail.
+        subject: how the message names the width, e.g. ``"image_width=50"`` or ``"width (50)"``.
+
+    Raises:
+        InvalidValueError: the message gives the minimum width needed.
+    """
+    needed = widest_width(n_digits, max_gap)
+    if fit == "pad" and needed > width:
+        raise InvalidValueError(
+            f"{subject} is too small: {n_digits} digits with gaps up to {max_gap} need at least "
+            f'{needed} columns (use fit="scale" or fit="auto", or a wider image)'
+        )
 
 
 def compose(
@@ -70,7 +94,7 @@ def compose(
         digit's ink in output pixels, ``-1`` past a sample's length.
 
     Raises:
-        ValueError: ``fit="pad"`` and a composition is wider than ``width``.
+        InvalidValueError: ``fit="pad"`` and a composition is wider than ``width``.
     """
     n_samples, n_slots = glyphs.shape[:2]
     valid = slot_mask(lengths, n_slots)
@@ -97,7 +121,7 @@ def compose(
 
     if options.fit == "pad":
         if _largest(natural) > width:
-            raise ValueError(
+            raise InvalidValueError(
                 f"a composition needs {_largest(natural)} columns, more than "
                 f"image_width={width} (use fit='scale' or a wider image)"
             )

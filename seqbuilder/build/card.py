@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,10 +13,11 @@ import h5py
 import hydra
 import numpy as np
 
-from . import __version__
+from .._atomic import write_text
+from .._version import __version__
+from ..store.provenance import data_keys
+from ..store.schema import FORMAT_VERSION, SCHEMA
 from .config import BuildConfig
-from .resume import data_keys
-from .store import FORMAT_VERSION, SCHEMA
 
 MNIST_LICENSE = "CC BY-SA 3.0 (the MNIST database, LeCun, Cortes and Burges)"
 
@@ -64,7 +64,7 @@ def write_dataset_info(
         },
         "fingerprint": fingerprint(config_yaml, source_sha256),
     }
-    return _write_text(run_dir / "dataset_info.json", json.dumps(info, indent=2) + "\n")
+    return write_text(run_dir / "dataset_info.json", json.dumps(info, indent=2) + "\n")
 
 
 def write_card(
@@ -109,25 +109,17 @@ Read it with `seqbuilder.SequenceDataset("train.h5")`.
 The digit images come from the MNIST database, so this dataset inherits its licence:
 {MNIST_LICENSE}.
 """
-    return _write_text(run_dir / "README.md", text)
+    return write_text(run_dir / "README.md", text)
 
 
 def write_resolved_config(run_dir: Path, config_yaml: str) -> Path:
     """Write ``.hydra/resolved.yaml``: Hydra's ``config.yaml`` with interpolations resolved."""
     folder = run_dir / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
-    return _write_text(folder / "resolved.yaml", config_yaml)
+    return write_text(folder / "resolved.yaml", config_yaml)
 
 
 def _count(path: Path) -> int:
     """Samples stored in a split file."""
     with h5py.File(path, "r") as file:
         return int(file["lengths"].shape[0])
-
-
-def _write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-    return path

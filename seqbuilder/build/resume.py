@@ -9,19 +9,14 @@ difference refuses, naming the first key that differs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import h5py
-from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .config import ConfigError
+from ..errors import ConfigError
+from ..store.provenance import first_difference
+from ..store.schema import read_checkpoint
 from .plan import BLOCK_SAMPLES
-from .store import read_checkpoint
-
-# Keys whose value never changes the samples written.
-_IGNORED = ("resume", "workers", "gallery", "data")
 
 
 def resume_point(path: Path, config_yaml: str, source_sha256: str) -> int | None:
@@ -57,32 +52,3 @@ def _check_same(path: Path, old: str, old_sha: str, new: str, new_sha: str) -> N
             f"cannot resume {path.name}: {key} differs from the build that started it "
             "(use the same configuration, or another hydra.run.dir)"
         )
-
-
-def first_difference(old_yaml: str, new_yaml: str, also_ignore: tuple[str, ...] = ()) -> str | None:
-    """Return the first dotted key whose value differs between two configs; None if they agree.
-
-    Keys that do not change the data (``resume``, ``workers``, ``gallery.*``, ``data.*``) and
-    the dotted keys of ``also_ignore`` are not compared.
-    """
-    old, new = data_keys(old_yaml), data_keys(new_yaml)
-    for key in sorted(old.keys() | new.keys()):
-        if key not in also_ignore and old.get(key) != new.get(key):
-            return key
-    return None
-
-
-def data_keys(config_yaml: str) -> dict[str, object]:
-    """The config as dotted keys, without the keys that do not change the data."""
-    flat = _flatten(OmegaConf.create(config_yaml))
-    return {key: value for key, value in flat if key.split(".")[0] not in _IGNORED}
-
-
-def _flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, object]]:
-    if isinstance(node, DictConfig):
-        for key in node:
-            yield from _flatten(node[key], f"{prefix}{key!s}.")
-    elif isinstance(node, ListConfig):
-        yield prefix.rstrip("."), OmegaConf.to_container(node)
-    else:
-        yield prefix.rstrip("."), node

@@ -15,11 +15,11 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from .compose import ImageArray
+from ..image.compose import ImageArray
+from ..image.engine import generate_batch
+from ..image.options import ComposeOptions
+from ..mnist.load import load_mnist
 from .config import BuildConfig, SequenceKind, read_sequence_file
-from .mnist import load_mnist
-from .options import ComposeOptions
-from .sequence import generate_batch
 
 BLOCK_SAMPLES = 4096  # samples drawn from one seed; fixed so content never depends on storage
 

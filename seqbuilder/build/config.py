@@ -17,8 +17,17 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from .compose import MAX_OVERLAP, widest_width
-from .options import Align, Background, DigitCrop, Fit
+from ..errors import ConfigError, InvalidValueError
+from ..image.compose import MAX_OVERLAP, check_fits
+from ..image.options import Align, Background, DigitCrop, Fit
+from ..mnist.resources import Source
+from ..store.schema import (
+    DEFAULT_CHUNK_SAMPLES,
+    DEFAULT_COMPRESSION_LEVEL,
+    Compression,
+    DeflateEngine,
+    StorageDtype,
+)
 
 
 class SequenceKind(Enum):
@@ -27,41 +36,6 @@ class SequenceKind(Enum):
     random = "random"
     list = "list"
     file = "file"
-
-
-class Source(Enum):
-    """The MNIST split a dataset split draws its digit images from."""
-
-    train = "train"
-    test = "test"
-
-
-class StorageDtype(Enum):
-    """How images are stored: ``uint8`` is ``round(value * 255)``."""
-
-    uint8 = "uint8"
-    float32 = "float32"
-
-
-class Compression(Enum):
-    """The HDF5 filter applied to ``images``."""
-
-    gzip = "gzip"
-    lzf = "lzf"
-    none = "none"
-    zstd = "zstd"
-    blosc = "blosc"
-
-
-class DeflateEngine(Enum):
-    """Which deflate encoder the workers use for gzip chunks."""
-
-    zlib = "zlib"
-    isal = "isal"
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the key."""
 
 
 @dataclass
@@ -137,9 +111,9 @@ class StorageConfig:
     # HDF5 filter of `images`: gzip, lzf, none, or zstd/blosc (these need seqbuilder[fast])
     compression: Compression = Compression.gzip
     # gzip level 0..9 (also the zstd and blosc level; ignored by lzf and none)
-    compression_level: int = 4
+    compression_level: int = DEFAULT_COMPRESSION_LEVEL
     # samples per HDF5 chunk of `images`; small chunks make shuffled single-sample reads fast
-    chunk_samples: int = 8
+    chunk_samples: int = DEFAULT_CHUNK_SAMPLES
     # gzip encoder: zlib (chunks byte-identical to HDF5's own) or isal (Intel ISA-L, about 4x
     # faster at levels 0..3, standard deflate any reader decodes; needs seqbuilder[fast])
     deflate: DeflateEngine = DeflateEngine.zlib
@@ -241,13 +215,16 @@ class BuildConfig:
         Raises:
             ConfigError: names ``width`` and the minimum it needs.
         """
-        needed = widest_width(max_length, self.spacing.max)
-        if self.fit is Fit.pad and needed > self.width:
-            raise ConfigError(
-                f"width ({self.width}) is too small: {max_length} digits with gaps up to "
-                f"{self.spacing.max} need at least {needed} columns "
-                "(set fit=scale or fit=auto, or a larger width)"
+        try:
+            check_fits(
+                max_length,
+                self.spacing.max,
+                self.width,
+                self.fit.value,
+                subject=f"width ({self.width})",
             )
+        except InvalidValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 def _check_digit_string(value: object, key: str) -> None:

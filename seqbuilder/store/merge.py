@@ -19,10 +19,11 @@ from typing import Any
 
 import h5py
 
-from .errors import DatasetFormatError
-from .reader import open_split
-from .resume import first_difference
-from .store import DATASETS
+from .._atomic import atomic_path
+from ..errors import DatasetFormatError
+from .layout import open_split
+from .provenance import first_difference
+from .schema import DATASETS, LIBVER
 
 logger = logging.getLogger(__name__)
 
@@ -136,29 +137,23 @@ def _write_virtual(shards: Sequence[tuple[Path, dict[str, Any]]], path: Path) ->
     """Write ``path`` with virtual datasets that map the shards end to end, atomically."""
     first = shards[0][1]
     total = int(first["split_count"])
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with h5py.File(temporary, "w", libver=("earliest", "v110")) as file:
-            for name in DATASETS:
-                dtype, tail = first["dtypes"][name]
-                layout = h5py.VirtualLayout(shape=(total, *tail), dtype=dtype)
-                for shard_path, attrs in shards:
-                    rows, begin = attrs["rows"], int(attrs["sample_start"])
-                    if rows:
-                        relative = os.path.relpath(shard_path, path.parent)
-                        source = h5py.VirtualSource(relative, name, shape=(rows, *tail))
-                        layout[begin : begin + rows] = source
-                file.create_virtual_dataset(name, layout, fillvalue=0 if name == "images" else -1)
-            for key, value in first.items():
-                if key not in (*_SHARD_ATTRS, "rows", "dtypes"):
-                    file.attrs[key] = value
-            file.attrs["shard_count"] = int(first["shard_count"])
-            file.attrs["merged_from"] = "\n".join(
-                os.path.relpath(shard_path, path.parent) for shard_path, _ in shards
-            )
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, h5py.File(temporary, "w", libver=LIBVER) as file:
+        for name in DATASETS:
+            dtype, tail = first["dtypes"][name]
+            layout = h5py.VirtualLayout(shape=(total, *tail), dtype=dtype)
+            for shard_path, attrs in shards:
+                rows, begin = attrs["rows"], int(attrs["sample_start"])
+                if rows:
+                    relative = os.path.relpath(shard_path, path.parent)
+                    source = h5py.VirtualSource(relative, name, shape=(rows, *tail))
+                    layout[begin : begin + rows] = source
+            file.create_virtual_dataset(name, layout, fillvalue=0 if name == "images" else -1)
+        for key, value in first.items():
+            if key not in (*_SHARD_ATTRS, "rows", "dtypes"):
+                file.attrs[key] = value
+        file.attrs["shard_count"] = int(first["shard_count"])
+        file.attrs["merged_from"] = "\n".join(
+            os.path.relpath(shard_path, path.parent) for shard_path, _ in shards
+        )
     logger.info("merged %d shards into %s", len(shards), path)
     return path

@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .gallery import _save_atomic, render_gallery
-from .reader import read_labels, read_samples
-from .store import HEIGHT
+from ..errors import InputError, InvalidValueError
+from ..store.reader import read_labels, read_samples
+from ..store.schema import HEIGHT
+from .gallery import render_gallery, save_image
 
 logger = logging.getLogger(__name__)
 
@@ -99,13 +100,13 @@ def render_inspection(
         DatasetFormatError: ``source`` is not a valid seqbuilder file.
     """
     if count < 1:
-        raise ValueError(f"count={count!r}, expected at least 1 sample")
+        raise InvalidValueError(f"count={count!r}, expected at least 1 sample")
     if errors_only and predictions is None:
-        raise ValueError("errors_only needs predictions: a CSV of index,prediction rows")
+        raise InvalidValueError("errors_only needs predictions: a CSV of index,prediction rows")
     name = os.fspath(source)
     is_array = Path(source).suffix.lower() == ".npy"
     if labels is not None and not is_array:
-        raise ValueError(f"labels are for a .npy source; {name} holds its own labels")
+        raise InvalidValueError(f"labels are for a .npy source; {name} holds its own labels")
     images: npt.NDArray[np.float32] | None = None
     if is_array:
         images = load_sample_array(source)
@@ -116,7 +117,7 @@ def render_inspection(
         total = len(truth)
     guesses = None if predictions is None else read_predictions(predictions, total, name)
     if guesses is not None and truth is None:
-        raise ValueError(
+        raise InvalidValueError(
             f"predictions need labels to compare with: give the labels of {name} (--labels)"
         )
     chosen = _choose(name, total, count, indices, guesses, truth if errors_only else None)
@@ -131,7 +132,7 @@ def render_inspection(
         predictions=None if guesses is None else [guesses[i] for i in chosen],
         titles=[f"#{index}" for index in chosen],
     )
-    path = _save_atomic(grid, Path(output))
+    path = save_image(grid, Path(output))
     mismatches = 0
     if guesses is not None and truth is not None:
         mismatches = sum(guess != truth[index] for index, guess in guesses.items())
@@ -149,12 +150,12 @@ def parse_indices(text: str) -> list[int]:
     for part in text.split(","):
         first, dash, last = part.strip().partition("-")
         if not first.isdigit() or (dash and not last.isdigit()):
-            raise ValueError(
+            raise InvalidValueError(
                 f"indices {text!r}: {part.strip()!r} is not an index or a range such as 40-49"
             )
         start, stop = int(first), int(last) if dash else int(first)
         if stop < start:
-            raise ValueError(f"indices {text!r}: range {part.strip()!r} runs backwards")
+            raise InvalidValueError(f"indices {text!r}: range {part.strip()!r} runs backwards")
         indices.extend(range(start, stop + 1))
     return indices
 
@@ -185,31 +186,37 @@ def read_predictions(
         with open(path, newline="", encoding="utf-8") as file:
             rows = list(csv.reader(file))
     except UnicodeDecodeError as error:
-        raise ValueError(f"{name}: not UTF-8 text ({error.reason}), expected a CSV") from None
+        raise InvalidValueError(
+            f"{name}: not UTF-8 text ({error.reason}), expected a CSV"
+        ) from None
     except OSError as error:
-        raise ValueError(f"{name}: cannot read ({error.strerror or error})") from None
+        raise InputError(f"{name}: cannot read ({error.strerror or error})") from None
     header = [field.strip() for field in rows[0]] if rows else []
     if header != ["index", "prediction"]:
-        raise ValueError(f"{name}: first line is {','.join(header)!r}, expected index,prediction")
+        raise InvalidValueError(
+            f"{name}: first line is {','.join(header)!r}, expected index,prediction"
+        )
     predictions: dict[int, str] = {}
     for line, row in enumerate(rows[1:], start=2):
         if not row:
             continue
         where = f"{name}:{line}"
         if len(row) != 2:
-            raise ValueError(f"{where}: {len(row)} fields {row!r}, expected index,prediction")
+            raise InvalidValueError(
+                f"{where}: {len(row)} fields {row!r}, expected index,prediction"
+            )
         text, guess = row[0].strip(), row[1].strip()
         if not text.isdigit():
-            raise ValueError(f"{where}: index {text!r} is not a non-negative integer")
+            raise InvalidValueError(f"{where}: index {text!r} is not a non-negative integer")
         index = int(text)
         if index >= total:
-            raise ValueError(
+            raise InvalidValueError(
                 f"{where}: index {index} is out of range for the {total} samples of {source}"
             )
         if index in predictions:
-            raise ValueError(f"{where}: index {index} appears twice")
+            raise InvalidValueError(f"{where}: index {index} appears twice")
         if guess and not (guess.isascii() and guess.isdigit()):
-            raise ValueError(f"{where}: prediction {guess!r} is not a string of digits")
+            raise InvalidValueError(f"{where}: prediction {guess!r} is not a string of digits")
         predictions[index] = guess
     return predictions
 
@@ -232,16 +239,20 @@ def load_sample_array(path: str | os.PathLike[str]) -> npt.NDArray[np.float32]:
     if array.ndim == 4 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 3 or array.shape[1] != HEIGHT or 0 in array.shape:
-        raise ValueError(f"{name}: array of shape {array.shape}, expected (N, 28, W) with N >= 1")
+        raise InvalidValueError(
+            f"{name}: array of shape {array.shape}, expected (N, 28, W) with N >= 1"
+        )
     if array.dtype == np.uint8:
         scaled: npt.NDArray[np.float32] = np.divide(array, 255, dtype=np.float32)
         return scaled
     if array.dtype.kind != "f":
-        raise ValueError(f"{name}: dtype {array.dtype}, expected uint8 or float values in [0, 1]")
+        raise InvalidValueError(
+            f"{name}: dtype {array.dtype}, expected uint8 or float values in [0, 1]"
+        )
     low, high = float(np.min(array)), float(np.max(array))
     if not (low >= 0.0 and high <= 1.0):  # also false for NaN
         hint = " (for a tanh output in [-1, 1], save (x + 1) / 2)" if low < 0 else ""
-        raise ValueError(
+        raise InvalidValueError(
             f"{name}: values span [{low:g}, {high:g}], expected float values in [0, 1]{hint}"
         )
     images: npt.NDArray[np.float32] = array.astype(np.float32)  # (N, 28, W)
@@ -269,20 +280,24 @@ def load_label_array(path: str | os.PathLike[str], total: int) -> list[str]:
     array = _load_npy(path)
     name = os.fspath(path)
     if array.ndim not in (1, 2) or len(array) != total:
-        raise ValueError(
+        raise InvalidValueError(
             f"{name}: labels of shape {array.shape}, expected ({total}, L) padded digits or "
             f"({total},) labels, one per sample"
         )
     if array.dtype.kind in "US":
         return [value.decode() if isinstance(value, bytes) else str(value) for value in array]
     if array.dtype.kind not in "iu":
-        raise ValueError(f"{name}: labels of dtype {array.dtype}, expected integers or strings")
+        raise InvalidValueError(
+            f"{name}: labels of dtype {array.dtype}, expected integers or strings"
+        )
     if array.ndim == 1:
         if array.size and int(array.min()) < 0:
-            raise ValueError(f"{name}: a label is {int(array.min())}, expected labels >= 0")
+            raise InvalidValueError(f"{name}: a label is {int(array.min())}, expected labels >= 0")
         return [str(int(value)) for value in array]
     if array.size and int(array.max()) > 9:
-        raise ValueError(f"{name}: a digit is {int(array.max())}, expected 0..9 (or -1 padding)")
+        raise InvalidValueError(
+            f"{name}: a digit is {int(array.max())}, expected 0..9 (or -1 padding)"
+        )
     return ["".join(str(int(digit)) for digit in row if digit >= 0) for row in array]
 
 
@@ -292,11 +307,11 @@ def _load_npy(path: str | os.PathLike[str]) -> npt.NDArray[Any]:
         # allow_pickle=False: a .npy from elsewhere must not run code when loaded.
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
-        raise ValueError(f"{name}: no such file") from None
+        raise InputError(f"{name}: no such file") from None
     except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"{name}: not a numpy .npy array ({error})") from None
+        raise InvalidValueError(f"{name}: not a numpy .npy array ({error})") from None
     if not isinstance(array, np.ndarray):
-        raise ValueError(f"{name}: holds several arrays (.npz), expected one .npy array")
+        raise InvalidValueError(f"{name}: holds several arrays (.npz), expected one .npy array")
     return array
 
 
@@ -312,12 +327,14 @@ def _choose(
     if indices is not None:
         bad = [index for index in indices if not 0 <= index < total]
         if bad:
-            raise ValueError(f"index {bad[0]} is out of range for the {total} samples of {name}")
+            raise InvalidValueError(
+                f"index {bad[0]} is out of range for the {total} samples of {name}"
+            )
         missing = [
             index for index in indices if predictions is not None and index not in predictions
         ]
         if missing:
-            raise ValueError(f"index {missing[0]} has no prediction in the predictions CSV")
+            raise InvalidValueError(f"index {missing[0]} has no prediction in the predictions CSV")
         chosen = list(indices)
     else:
         chosen = sorted(predictions) if predictions is not None else list(range(total))
@@ -326,7 +343,7 @@ def _choose(
     if indices is None:
         chosen = chosen[:count]
     if not chosen:
-        raise ValueError(
+        raise InvalidValueError(
             f"nothing to show: every one of the {len(predictions or {})} predictions matches "
             "its label"
             if errors_of is not None
