@@ -111,7 +111,7 @@ class WorkerPool(Generic[Result]):
             else multiprocessing.get_context("spawn")
         )
         self._name = name
-        self._processes: list[BaseProcess] = []
+        self._children: list[BaseProcess] = []
         self._connections: list[Connection] = []
         try:
             for index in range(workers):
@@ -122,7 +122,7 @@ class WorkerPool(Generic[Result]):
                 process.daemon = True
                 process.start()
                 theirs.close()
-                self._processes.append(process)
+                self._children.append(process)
                 self._connections.append(ours)
         except BaseException:
             self.terminate()
@@ -131,7 +131,7 @@ class WorkerPool(Generic[Result]):
     @property
     def pids(self) -> list[int]:
         """The process ids of the workers (for tests and diagnostics)."""
-        return [process.pid for process in self._processes if process.pid is not None]
+        return [process.pid for process in self._children if process.pid is not None]
 
     def __enter__(self) -> WorkerPool[Result]:
         return self
@@ -155,7 +155,7 @@ class WorkerPool(Generic[Result]):
             Exception: whatever ``task`` raised in a worker, with the worker's traceback as
                 its cause.
         """
-        count = len(self._processes)
+        count = len(self._children)
         sent = 0
         for position in range(len(items)):
             while sent < len(items) and sent < position + IN_FLIGHT_PER_WORKER * count:
@@ -172,20 +172,20 @@ class WorkerPool(Generic[Result]):
 
     def terminate(self) -> None:
         """End every worker now (SIGTERM, then SIGKILL), and reap them."""
-        for process in self._processes:
+        for process in self._children:
             if process.is_alive():
                 process.terminate()
         self._reap(STOP_SECONDS)
 
     def _reap(self, seconds: float) -> None:
-        for process in self._processes:
+        for process in self._children:
             process.join(seconds)
             if process.is_alive():
                 process.kill()
                 process.join()
         for connection in self._connections:
             connection.close()
-        self._processes, self._connections = [], []
+        self._children, self._connections = [], []
 
     def _send(self, worker: int, item: int) -> None:
         try:
@@ -194,7 +194,7 @@ class WorkerPool(Generic[Result]):
             raise self._died(worker, item) from None
 
     def _receive(self, worker: int, item: int) -> Result:
-        connection, process = self._connections[worker], self._processes[worker]
+        connection, process = self._connections[worker], self._children[worker]
         # Wait on the result and on the process together: a dead worker wakes us at once.
         while not wait([connection, process.sentinel], timeout=1.0):
             pass
@@ -209,7 +209,7 @@ class WorkerPool(Generic[Result]):
         raise error from _RemoteTraceback(remote_traceback)
 
     def _died(self, worker: int, item: int) -> WorkerDiedError:
-        process = self._processes[worker]
+        process = self._children[worker]
         process.join(0.1)
         how = _exit_description(process.exitcode)
         return WorkerDiedError(

@@ -28,7 +28,7 @@ from .plan import make_recipe, split_plans
 CONFIG_MODULE = "seqbuilder.conf"
 CONFIG_NAME = "config"
 
-#: Hydra's command-line flags (hydra/_internal/utils.py, get_args_parser), pinned by a test:
+#: Hydra's command-line flags (its get_args_parser), pinned by a test:
 #: ``(names, takes_value)``; None: an optional value.
 HYDRA_FLAGS: tuple[tuple[tuple[str, ...], bool | None], ...] = (
     (("--help", "-h"), False),
@@ -136,7 +136,7 @@ def expand_sweep(overrides: Sequence[str]) -> list[list[str]]:
     every job; a later override of the same key replaces an earlier one.
 
     Raises:
-        UsageError: a sweep kind the basic sweeper does not support (``range``, ``interval``).
+        UsageError: a sweep kind the basic sweeper does not support (``interval``).
     """
     choices: dict[str, list[str]] = {}
     for override in OverridesParser.create().parse_overrides(list(overrides)):
@@ -146,7 +146,9 @@ def expand_sweep(overrides: Sequence[str]) -> list[list[str]]:
         elif override.is_discrete_sweep():
             choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
         else:
-            raise UsageError(f"build: {override.input_line!r} is not a list sweep (a=1,2,3)")
+            raise UsageError(
+                f"build: {override.input_line!r} is not a list sweep (a=1,2,3 or range)"
+            )
     return [list(job) for job in itertools.product(*choices.values())]
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import idx_bytes, write_idx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqbuilder.errors import IdxFormatError
 from seqbuilder.mnist.idx import DTYPES, parse_idx, read_idx
+from tests.support.idx_files import idx_bytes, write_idx
 
 
 def _header(magic: int, *dims: int) -> bytes:

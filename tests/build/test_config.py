@@ -14,7 +14,6 @@ from importlib.resources import files
 from pathlib import Path
 
 import pytest
-from bad_configs import BAD_CONFIGS, write_bad_sequence_file
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +24,7 @@ from seqbuilder.build.plan import make_recipe
 from seqbuilder.image.options import Align, Background, DigitCrop, Fit
 from seqbuilder.mnist.resources import Source
 from seqbuilder.store.schema import Compression, StorageDtype
+from tests.support.bad_configs import BAD_CONFIGS, write_bad_sequence_file
 
 CONF = Path(str(files("seqbuilder.conf")))
 SEQUENCE_OPTIONS = sorted(path.stem for path in (CONF / "sequences").glob("*.yaml"))

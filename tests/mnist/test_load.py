@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_BOX, TINY_COUNTS, idx_bytes, tiny_split, write_idx
 
 from seqbuilder.errors import IdxFormatError, MnistNotFoundError
 from seqbuilder.mnist.download import download_mnist
 from seqbuilder.mnist.load import load_mnist
 from seqbuilder.mnist.resources import FILES, SHA256
+from tests.support.idx_files import TINY_BOX, TINY_COUNTS, idx_bytes, tiny_split, write_idx
 
 # The published digests, copied from ../shared/mnist/README.md (independently of SHA256).
 README_SHA256 = {

@@ -34,13 +34,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import yaml
-from bad_configs import BAD_CONFIGS, write_bad_sequence_file
 from PIL import Image
 
 import seqbuilder
 from seqbuilder import SequenceDataset
 from seqbuilder.build.preflight import preflight
 from seqbuilder.cli import main
+from tests.support.bad_configs import BAD_CONFIGS, write_bad_sequence_file
 
 # In-process Hydra runs install logging handlers; every test here drops them afterwards.
 pytestmark = pytest.mark.usefixtures("isolated_logging")

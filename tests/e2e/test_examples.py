@@ -18,7 +18,7 @@ import pytest
 from seqbuilder.cli import main
 from seqbuilder.store.reader import read_labels
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_recognizer.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "train_recognizer.py"
 
 
 @pytest.fixture(scope="module")

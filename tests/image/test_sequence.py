@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from conftest import TINY_BOX, tiny_split
 
 from seqbuilder import generate_numbers_sequence
 from seqbuilder.image.engine import Batch, generate_batch
 from seqbuilder.image.options import ComposeOptions
 from seqbuilder.mnist.load import MnistSource, load_mnist
+from tests.support.idx_files import TINY_BOX, tiny_split
 
 # Critical values of the chi-square distribution at p = 0.001, by degrees of freedom; the
 # statistics below use fixed seeds, so a pass or a failure is repeatable.
