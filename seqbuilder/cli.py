@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from .build.stopping import StopRequested, interruptible, stop_signals
 from .errors import BuildInterrupted, SeqbuilderError, UsageError
 from .image.options import Align, Background, DigitCrop, Fit
 from .mnist.resources import SOURCES
@@ -28,26 +29,44 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+#: The exit status of the command once it has ended, for the console script: a stop signal in
+#: the last moments before the process exits then changes nothing (see _seqbuilder_launcher).
+exit_status: int | None = None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``seqbuilder`` command line and return its exit status."""
+    global exit_status
     args = list(sys.argv[1:] if argv is None else argv)
+    with stop_signals():
+        exit_status = _run(args)
+        return exit_status
+
+
+def _run(args: list[str]) -> int:
     if args[:1] == ["build"]:
-        return _guard(lambda: _build(args[1:]))
+        return _guard(lambda: _build(args[1:]), args)
     parser = _make_parser()
     try:
         namespace = parser.parse_args(args)
     except UsageError as error:
         return _report(str(error))
     command: Callable[[argparse.Namespace], int] = namespace.command
-    return _guard(lambda: command(namespace))
+
+    def run_command() -> int:
+        # These commands write only through atomic renames: a stop signal may cut them anywhere.
+        with interruptible():
+            return command(namespace)
+
+    return _guard(run_command, args)
 
 
-def _guard(action: Callable[[], int]) -> int:
+def _guard(action: Callable[[], int], args: list[str]) -> int:
     """Run ``action``; the one place where failures become exit statuses.
 
     A user error (a :class:`SeqbuilderError`, or a config error from Hydra or OmegaConf) is one
-    ``seqbuilder: error:`` line and status 2; an interrupted build is one line and
-    ``128 + signal``. Anything else is a bug: it propagates with its traceback (status 1).
+    ``seqbuilder: error:`` line and status 2; a stop signal is one line and ``128 + signal``.
+    Anything else is a bug: it propagates with its traceback (status 1).
     """
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -62,9 +81,14 @@ def _guard(action: Callable[[], int]) -> int:
     except BuildInterrupted as interrupt:
         print(f"{PROG}: {interrupt}", file=sys.stderr)
         return 128 + interrupt.signum
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT
+    except StopRequested as stop:  # before a build began, or in another command
+        rerun = shlex.join([PROG, *args])
+        what = "no data was written; run it again: " + rerun if args[:1] == ["build"] else ""
+        print(
+            f"{PROG}: stopped by {stop}" + (f" before the build began; {what}" if what else ""),
+            file=sys.stderr,
+        )
+        return 128 + stop.signum
 
 
 def _describe(error: BaseException) -> str:

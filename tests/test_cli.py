@@ -351,7 +351,17 @@ def test_build_help_names_the_app(capsys: pytest.CaptureFixture[str]) -> None:
     assert "sequences" in out
 
 
-def test_the_seqbuilder_console_script_runs_main() -> None:
+def test_the_seqbuilder_console_script_guards_start_up_then_runs_main() -> None:
     (script,) = entry_points(group="console_scripts", name="seqbuilder")
 
-    assert script.value == "seqbuilder.cli:main"
+    # a stdlib-only launcher takes charge of stop signals before seqbuilder is imported
+    assert script.value == "_seqbuilder_launcher:main"
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import _seqbuilder_launcher"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()}
+    assert "_seqbuilder_launcher" in imported
+    assert not {"seqbuilder", "numpy", "h5py", "hydra"} & imported

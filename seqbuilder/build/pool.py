@@ -5,8 +5,9 @@ writes. :class:`WorkerPool` owns its processes outright: it starts them, deals b
 worker ``k % n`` over a pipe of that worker's own, keeps at most :data:`IN_FLIGHT_PER_WORKER`
 blocks queued per worker (so memory does not grow with the split), and stops, kills and reaps
 them itself. Waiting on a result also waits on the worker's process sentinel, so a worker that
-dies is noticed at once and never leaves the parent waiting. Workers ignore SIGINT (the parent
-decides) and end themselves when the parent dies, even by ``kill -9``.
+dies is noticed at once and never leaves the parent waiting. Workers ignore SIGINT and SIGTERM
+(the parent decides, and kills them) and end themselves when the parent dies, even by
+``kill -9``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import signal
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import TracebackType
@@ -29,6 +30,7 @@ import numpy.typing as npt
 from ..errors import WorkerDiedError
 from ..store.chunks import encode_chunks
 from .plan import Block, Recipe, SplitPlan, make_block
+from .stopping import check, interruptible
 
 IN_FLIGHT_PER_WORKER = 2  # blocks queued per worker: enough to keep it busy, no more
 STOP_SECONDS = 2.0  # how long a stopping worker may take before it is killed
@@ -75,8 +77,10 @@ def iterate_blocks(
     block_ids: Sequence[int],
     workers: int,
     encoding: Encoding | None,
-) -> Iterator[Block | EncodedBlock]:
+) -> Generator[Block | EncodedBlock, None, None]:
     """Yield blocks ``block_ids`` of ``plan`` in order, computed by ``workers`` processes.
+
+    Close the generator (``contextlib.closing``) to stop the workers early.
 
     Raises:
         WorkerDiedError: a worker process ended abruptly; the others are stopped.
@@ -84,6 +88,7 @@ def iterate_blocks(
     maker = StoredBlockMaker(recipe, plan, encoding)
     if workers <= 1 or len(block_ids) <= 1:
         for block_id in block_ids:
+            check()
             yield maker(block_id)
         return
     with WorkerPool(maker, min(workers, len(block_ids)), name=f"{plan.name}.h5") as pool:
@@ -142,10 +147,14 @@ class WorkerPool(Generic[Result]):
         exc: BaseException | None,
         traceback_: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            self.stop()
-        else:
+        if exc_type is not None:
             self.terminate()
+            return
+        try:
+            self.stop()
+        except BaseException:  # a stop signal while the workers finish: end them now
+            self.terminate()
+            raise
 
     def map_ordered(self, items: Sequence[int]) -> Iterator[Result]:
         """Yield ``task(item)`` for each of ``items``, in order.
@@ -171,10 +180,10 @@ class WorkerPool(Generic[Result]):
         self._reap(STOP_SECONDS)
 
     def terminate(self) -> None:
-        """End every worker now (SIGTERM, then SIGKILL), and reap them."""
+        """End every worker now (SIGKILL: a worker writes nothing, so loses nothing), reap them."""
         for process in self._children:
             if process.is_alive():
-                process.terminate()
+                process.kill()
         self._reap(STOP_SECONDS)
 
     def _reap(self, seconds: float) -> None:
@@ -195,9 +204,10 @@ class WorkerPool(Generic[Result]):
 
     def _receive(self, worker: int, item: int) -> Result:
         connection, process = self._connections[worker], self._children[worker]
-        # Wait on the result and on the process together: a dead worker wakes us at once.
-        while not wait([connection, process.sentinel], timeout=1.0):
-            pass
+        # Wait on the result and on the process together: a dead worker wakes us at once. A
+        # stop signal raises inside the wait: nothing is half-done there.
+        with interruptible():
+            wait([connection, process.sentinel])
         try:
             ok, payload = connection.recv()
         except (EOFError, OSError):
@@ -235,8 +245,10 @@ def _exit_description(exitcode: int | None) -> str:
 
 def _serve(connection: Connection, task: Callable[[int], Any]) -> None:
     """A worker's life: take items until told to stop, send back results or errors."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # terminate() ends a worker at once
+    # The parent decides what a stop signal means, also when it reaches the whole process group
+    # (Ctrl-C, or SLURM's SIGTERM to every process of a job): it kills its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
     while True:
         try:

@@ -23,7 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 from ..errors import OutputError, UsageError
 from ..mnist.load import load_mnist
 from .config import BuildConfig, register_configs
+from .phases import reach
 from .plan import make_recipe, split_plans
+from .stopping import check
 
 CONFIG_MODULE = "seqbuilder.conf"
 CONFIG_NAME = "config"
@@ -107,9 +109,12 @@ def preflight(argv: Sequence[str]) -> None:
     for job in expand_sweep(overrides) if args.multirun else [overrides]:
         config, _ = compose_config(job)
         _check_output_parent(args.overrides, multirun=args.multirun)
+        reach("preflight")
+        check()
         recipe = make_recipe(config)
         for plan in split_plans(config):
             load_mnist(plan.source, recipe.data_dir)
+            check()
 
 
 def _check_output_parent(overrides: Sequence[str], *, multirun: bool) -> None:

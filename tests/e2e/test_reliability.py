@@ -259,52 +259,7 @@ def assert_same_as_reference(run_dir: Path, reference: Path) -> None:
                 )
 
 
-# Interrupt and resume.
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("signum", "whole_group"),
-    [
-        pytest.param(signal.SIGINT, True, id="sigint-to-the-group-as-ctrl-c"),
-        pytest.param(signal.SIGTERM, False, id="sigterm-to-the-build-process"),
-    ],
-)
-def test_an_interrupted_build_stops_at_once_says_how_to_resume_and_resumes_to_the_same_data(
-    signum: int, whole_group: bool, tmp_path: Path, env: dict[str, str], reference: Path
-) -> None:
-    run_dir = tmp_path / "run"
-    with _started(run_dir, env, f"hydra.run.dir={run_dir}") as build:
-        build.wait_for_checkpoint("train", BLOCK_SAMPLES)
-        assert build.workers, "the build should be computing blocks in worker processes"
-        if whole_group:
-            os.killpg(build.process.pid, signum)
-        else:
-            os.kill(build.process.pid, signum)
-        try:
-            build.process.wait(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the build was still running {STOP_SECONDS} s after {signum!r}")
-        assert build.process.returncode == 130, build.stderr()
-        survivors = [pid for pid in build.workers if _alive(pid)]
-        assert not survivors, f"worker processes {survivors} outlived the interrupted build"
-
-    last = _lines(build.stderr())[-1]
-    assert last.startswith("seqbuilder: interrupted; "), build.stderr()
-    assert "resume=true" in last
-    assert f"hydra.run.dir={run_dir}" in last
-    assert not (run_dir / "train.h5").exists()
-    assert not (run_dir / "test.h5").exists()
-    assert (run_dir / "train.h5.tmp").exists()
-
-    # The hint is a command line: run it as printed.
-    hint = last.split("resume with: ", 1)[1].split()
-    assert hint[:2] == ["seqbuilder", "build"]
-    assert hint[-2:] == [f"hydra.run.dir={run_dir}", "resume=true"]
-    resumed = _run_command([sys.executable, "-m", "seqbuilder", *hint[1:]], env, tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    assert _resumed_after(resumed.stdout, "train") >= BLOCK_SAMPLES
-    assert_same_as_reference(run_dir, reference)
+# Kill and resume (stop signals at every phase: test_stop_signals.py).
 
 
 @pytest.mark.slow

@@ -433,3 +433,40 @@ def test_workers_1_and_2_store_identical_gzip_files(
         assert file["images"].chunks == (chunk_samples, 28, 32)
     assert_same_datasets(one, two)
     assert stored_chunks(one) == stored_chunks(two)
+
+
+# --- a submitit multirun (the SLURM launcher's local twin) ---------------------------------------
+
+
+@pytest.mark.slow
+def test_a_two_shard_submitit_local_multirun_merges_into_the_unsharded_build(
+    builds: dict[str, Path], env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # hydra-submitit-launcher's submitit_local runs each job as submitit runs a SLURM job (a
+    # pickled task in its own process, with submitit's signal handling), on this machine.
+    sweep = tmp_path / "sweep"
+    command = [
+        *SEQBUILDER,
+        "build",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+        "shard.count=2",
+        "shard.index=0,1",
+        "workers=1",
+        *SHARDED,
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "submitit_local" in (sweep / "multirun.yaml").read_text()
+    runs = sorted(path for path in sweep.iterdir() if path.is_dir() and path.name.isdigit())
+    assert [run.name for run in runs] == ["0", "1"]
+
+    output = tmp_path / "merged"
+    assert main(["merge", *map(str, runs), "--output", str(output)]) == 0, capsys.readouterr().err
+
+    for split in ("train", "test"):
+        assert_same_datasets(output / f"{split}.h5", builds["whole"] / f"{split}.h5")
