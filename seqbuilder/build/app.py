@@ -1,6 +1,6 @@
 """The ``seqbuilder build`` Hydra task: config in, HDF5 splits, galleries and a card out.
 
-Workers compute blocks (see :mod:`seqbuilder.plan`); the parent alone writes, in block order,
+Workers compute blocks (see :mod:`seqbuilder.build.plan`); the parent alone writes, in block order,
 keeping at most a few blocks in flight, so memory stays bounded whatever the split size.
 """
 
