@@ -6,7 +6,7 @@ big-endian. MNIST images are ``0x00000803`` (uint8, 3 dims) and labels ``0x00000
 
 Two functions::
 
-    from seqbuilder.idx import parse_idx, read_idx
+    from seqbuilder.mnist.idx import parse_idx, read_idx
 
     labels = parse_idx(raw_bytes, "labels.idx")         # pure: validates the bytes you pass
     images = read_idx("train-images-idx3-ubyte.gz")     # a raw or gzip file, by suffix

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from seqbuilder.mnist import load_mnist
+    from seqbuilder import load_mnist
 
     split = load_mnist("train")         # or "test"; load_mnist("train", data_dir="~/data")
     split.images                        # (60000, 28, 28) uint8, read-only
@@ -19,7 +19,7 @@ Each location may hold the four standard files (``train-images-idx3-ubyte[.gz]``
 torchvision-style ``MNIST/raw/`` folder of them, or a Keras ``mnist.npz``. If none does, the
 four files are downloaded into the cache from the mirrors in ``MIRRORS`` (override with
 ``SEQBUILDER_MNIST_MIRRORS``, space separated; empty means none), each verified against
-``SHA256`` and moved into place atomically by :mod:`seqbuilder.download` (set
+``SHA256`` and moved into place atomically by :mod:`seqbuilder.mnist.download` (set
 ``SEQBUILDER_DOWNLOAD_TIMEOUT``, in seconds, to change the per-request timeout).
 
 A split is loaded once per process: a repeated call with the same arguments and environment

@@ -146,7 +146,7 @@ def dataset_filters(method: str, level: int, itemsize: int) -> dict[str, Any]:
     """Return h5py's ``create_dataset`` keywords for one compression method.
 
     The pipeline is shuffle (multi-byte dtypes), compression, fletcher32: the order h5py uses
-    and :func:`seqbuilder.chunks.encode_chunks` reproduces.
+    and :func:`seqbuilder.store.chunks.encode_chunks` reproduces.
     """
     if method == "none":
         return {"fletcher32": True}

@@ -66,8 +66,8 @@ class SplitWriter:
     Args:
         path: The final file name, e.g. ``run_dir / "train.h5"``.
         resume_from: Continue an interrupted ``<name>.tmp`` after this many samples (see
-            :func:`read_checkpoint`); if that file is unsound, start afresh (check
-            :attr:`resumed`).
+            :func:`~seqbuilder.store.schema.read_checkpoint`); if that file is unsound, start
+            afresh (check :attr:`resumed`).
         count: N, the number of samples that will be written (>= 0).
         width: W, the image width (>= 1).
         max_length: L, the most digits of a sample (>= 1).

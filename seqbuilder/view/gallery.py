@@ -2,7 +2,7 @@
 
 Usage::
 
-    from seqbuilder.gallery import render_gallery, render_gallery_file, save_png
+    from seqbuilder.view.gallery import render_gallery, render_gallery_file, save_png
 
     save_png(image, "0965.png")                        # (28, W) float32 -> 8-bit grayscale
     render_gallery_file("train.h5", 16, "gallery.png")  # first 16 samples of a built file
@@ -10,7 +10,7 @@ Usage::
 
 Pixels are shown as stored: a ``background="white"`` file already holds dark ink on white, so
 it appears that way. A grid is RGB so that captions can carry colour (a wrong prediction is red,
-caption and frame); :mod:`seqbuilder.inspection` uses that to show what a model did.
+caption and frame); :mod:`seqbuilder.view.inspection` uses that to show what a model did.
 Every file is written to ``<name>.tmp`` and renamed, so a PNG never appears half-written.
 """
 

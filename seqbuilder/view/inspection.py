@@ -1,6 +1,6 @@
 """Show what a model did with a dataset, or what a generative model made, as a gallery.
 
-Two sources, one grid (:func:`seqbuilder.gallery.render_gallery`):
+Two sources, one grid (:func:`seqbuilder.view.gallery.render_gallery`):
 
 - a built ``<split>.h5`` with a recogniser's predictions CSV (``index,prediction`` rows, as
   ``examples/train_recognizer.py`` writes): each cell reads ``#17: 0965 -> 0966``, red with a
@@ -10,7 +10,7 @@ Two sources, one grid (:func:`seqbuilder.gallery.render_gallery`):
 
 Usage::
 
-    from seqbuilder.inspection import parse_indices, render_inspection
+    from seqbuilder.view.inspection import parse_indices, render_inspection
 
     render_inspection("test.h5", "errors.png", predictions="preds.csv", errors_only=True)
     render_inspection("samples.npy", "samples.png", labels="labels.npy",
