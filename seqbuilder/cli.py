@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .build.stopping import StopRequested, interruptible, stop_signals
-from .errors import BuildInterrupted, SeqbuilderError, UsageError
+from .errors import BuildInterrupted, JobError, SeqbuilderError, UsageError
 from .image.options import Align, Background, DigitCrop, Fit
 from .mnist.resources import SOURCES
 
@@ -273,6 +273,8 @@ def _build(overrides: list[str]) -> int:
     sys.argv = [f"{PROG} build", *overrides]
     try:
         hydra_main()
+    except JobError as failed:  # a user error inside the job, passed through Hydra's runner
+        raise failed.error from None
     except SystemExit as stop:  # --help and friends exit through Hydra
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
     finally:

@@ -64,6 +64,19 @@ class WorkerDiedError(SeqbuilderError):
     """A worker process ended abruptly (killed, out of memory) while making a block."""
 
 
+class JobError(BaseException):
+    """Carries a user error out of Hydra's job runner to the command line, unchanged.
+
+    Hydra's runner reports an ``Exception`` from a job with a line of its own before
+    re-raising it; a ``BaseException`` passes through untouched, so the user sees only
+    seqbuilder's one line. ``error`` is the original exception.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class BuildInterrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM stopped the build; the message says what was kept and how to resume.
 

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from ..errors import BuildInterrupted, BuildWriteError, WorkerDiedError
+from ..errors import BuildInterrupted, BuildWriteError, JobError, SeqbuilderError, WorkerDiedError
 from ..mnist.load import load_mnist
 from ..store.schema import read_checkpoint
 from ..view.gallery import render_gallery_file
@@ -45,11 +47,14 @@ def hydra_main(cfg: DictConfig) -> None:
     """
     with stop_signals():
         check()  # a stop signal during Hydra's start-up
-        config = to_build_config(cfg)
         hydra_config = HydraConfig.get()
         run_dir = Path(hydra_config.runtime.output_dir)
         command = shlex.join(["seqbuilder", "build", *hydra_config.overrides.task])
-        build(config, OmegaConf.to_yaml(cfg, resolve=True), run_dir, command=command)
+        try:
+            config = to_build_config(cfg)
+            build(config, OmegaConf.to_yaml(cfg, resolve=True), run_dir, command=command)
+        except (SeqbuilderError, HydraException, OmegaConfBaseException) as error:
+            raise JobError(error) from None
 
 
 def build(config: BuildConfig, config_yaml: str, run_dir: Path, *, command: str) -> list[Path]:

@@ -8,7 +8,8 @@ signal arrives, so the test signals it at exactly that moment instead of guessin
 
 Phases, in order: ``startup`` (the console script, before seqbuilder is imported),
 ``preflight`` (configs composed, before MNIST is loaded), ``run-dir`` (the run directory locked),
-``block:<split>:<k>`` (block ``k`` of a split written), ``finish:<split>`` (the split complete,
+``block:<split>:<k>`` (block ``k`` of a split written), ``checkpoint:<split>`` (a checkpoint
+just made durable), ``finish:<split>`` (the split complete,
 before its file is renamed), ``gallery:<split>``, ``card``, ``done`` (after the last write) and
 ``stopping`` (a stop signal is being handled, workers not yet reaped).
 """

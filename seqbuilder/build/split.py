@@ -106,6 +106,7 @@ def write_split(
                     if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
                         writer.checkpoint()
                         last_checkpoint = time.monotonic()
+                        reach(f"checkpoint:{plan.name}")
                     reach(f"block:{plan.name}:{number}")
                     check()
             except StopRequested:

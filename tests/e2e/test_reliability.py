@@ -232,6 +232,7 @@ def _lines(stderr: str) -> list[str]:
 def _error_line(stderr: str) -> str:
     """Return the one ``seqbuilder:`` line of ``stderr``, checking it is the last and only one."""
     assert "Traceback" not in stderr
+    assert "Error executing job" not in stderr  # Hydra's own line for a failed job
     lines = _lines(stderr)
     ours = [line for line in lines if line.startswith("seqbuilder:")]
     assert len(ours) == 1, stderr
@@ -293,8 +294,19 @@ def killed_run_dir(real_mnist_dir: Path, tmp_path_factory: pytest.TempPathFactor
     """A run directory whose build was killed after its first train checkpoint. Read-only."""
     root = tmp_path_factory.mktemp("killed")
     run_dir = root / "run"
-    with _started(run_dir, _build_env(real_mnist_dir, root), f"hydra.run.dir={run_dir}") as build:
-        build.wait_for_checkpoint("train", BLOCK_SAMPLES)
+    marker = root / "paused"
+    # Held just after the checkpoint is flushed (seqbuilder.build.phases), so the kill finds the
+    # file as the checkpoint left it, not halfway through a later HDF5 write.
+    env = _build_env(real_mnist_dir, root) | {
+        "SEQBUILDER_TEST_PAUSE": "checkpoint:train",
+        "SEQBUILDER_TEST_PAUSE_FILE": str(marker),
+    }
+    with _started(run_dir, env, f"hydra.run.dir={run_dir}") as build:
+        deadline = time.monotonic() + 90
+        while not marker.exists():
+            assert build.process.poll() is None, build.stderr()
+            assert time.monotonic() < deadline, "the build never made a checkpoint"
+            time.sleep(POLL_SECONDS)
         os.killpg(build.process.pid, signal.SIGKILL)
         build.process.wait(timeout=STOP_SECONDS)
     return run_dir
