@@ -167,7 +167,8 @@ def _descendants(pid: int) -> list[int]:
             parents[int(entry.name)] = int(stat[1])
     found, frontier = [], [pid]
     while frontier:
-        children = [child for child, ppid in parents.items() if ppid == frontier.pop()]
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
         found += children
         frontier += children
     return found
