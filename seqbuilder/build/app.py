@@ -122,6 +122,7 @@ def build(config: BuildConfig, config_yaml: str, run_dir: Path, *, command: str)
             digests = {source: split.sha256 for source, split in sources.items()}
             write_dataset_info(run_dir, config_yaml, kept.complete, digests)
             write_card(run_dir, command, config, kept.complete)
+            check()  # a signal during the last writes is still honoured
             finished()
             reach("done")
     except StopRequested as stop:
