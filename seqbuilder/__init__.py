@@ -9,6 +9,8 @@ read and write the HDF5 files; ``build`` and ``view`` (layer 3) make datasets an
 from __future__ import annotations
 
 from ._version import __version__
+from .build.shuffle import ChunkShuffle
+from .build.stream import SequenceStream
 from .errors import (
     ConfigError,
     DatasetFormatError,
@@ -21,12 +23,14 @@ from .mnist.load import load_mnist
 from .store.reader import SequenceDataset
 
 __all__ = [
+    "ChunkShuffle",
     "ConfigError",
     "DatasetFormatError",
     "IdxFormatError",
     "MnistNotFoundError",
     "SeqbuilderError",
     "SequenceDataset",
+    "SequenceStream",
     "__version__",
     "generate_numbers_sequence",
     "load_mnist",
