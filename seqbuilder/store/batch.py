@@ -8,8 +8,8 @@ the samples back into the asked order.
 Decoding: a default build stores ``images`` as uint8 chunks filtered by deflate then fletcher32
 (no shuffle: one-byte values). For such chunks :class:`ChunkReader` fetches the stored bytes
 (``read_direct_chunk``) and inflates them itself, with ISA-L (``isal``, from
-``seqbuilder[fast]``) when installed, else zlib: 2.5x (zlib) to 6x (isal) faster than h5py's
-slicing of the same chunk-aligned rows, which runs HDF5's filter pipeline. The fletcher32
+``seqbuilder[fast]``) when installed, else zlib: about 2x (zlib) to 3.5x (isal) faster than
+h5py's slicing of the same chunk-aligned rows, which runs HDF5's filter pipeline. The fletcher32
 checksum of the compressed bytes is not recomputed; the zlib stream's own adler32 checksum of
 the inflated bytes still turns a corrupt chunk into an error. Any other layout (lzf, none,
 zstd, blosc, shuffle, float32 with shuffle, a merged file's virtual datasets, a chunk HDF5 stored
