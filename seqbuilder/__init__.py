@@ -8,9 +8,10 @@ read and write the HDF5 files; ``build`` and ``view`` (layer 3) make datasets an
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._version import __version__
 from .build.shuffle import ChunkShuffle
-from .build.stream import SequenceStream
 from .errors import (
     ConfigError,
     DatasetFormatError,
@@ -21,6 +22,9 @@ from .errors import (
 from .image.sequence import generate_numbers_sequence
 from .mnist.load import load_mnist
 from .store.reader import SequenceDataset
+
+if TYPE_CHECKING:
+    from .build.stream import SequenceStream
 
 __all__ = [
     "ChunkShuffle",
@@ -35,3 +39,13 @@ __all__ = [
     "generate_numbers_sequence",
     "load_mnist",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # SequenceStream composes configs with Hydra: import it, and Hydra, on first use only, so
+    # `import seqbuilder` and every command but `build` stay quick (PEP 562).
+    if name == "SequenceStream":
+        from .build.stream import SequenceStream
+
+        return SequenceStream
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,6 @@ import h5py
 import numpy as np
 
 from ..errors import DatasetFormatError
-from .provenance import data_keys
 from .schema import (
     BOXES,
     DATASETS,
@@ -135,6 +134,8 @@ def validate_split(file: h5py.File, name: str) -> SplitLayout:
 
 def _built_chunk_samples(attrs: dict[str, object]) -> int:
     """``storage.chunk_samples`` of the build, for a merged file (virtual datasets have none)."""
+    from .provenance import data_keys  # OmegaConf, needed for merged files only
+
     try:
         value = data_keys(str(attrs.get("config", ""))).get("storage.chunk_samples")
     except Exception:  # a foreign or unreadable config: reading still works, only slower

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pickle
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -170,3 +172,14 @@ def test_bad_arguments_are_refused_as_the_build_refuses_them(
 def test_batches_refuse_a_size_below_one() -> None:
     with pytest.raises(ValueError, match=r"^size=0, expected an integer >= 1$"):
         SequenceStream(FEED_CONFIGS["tiny"]).batches(0)
+
+
+def test_importing_seqbuilder_leaves_hydra_until_the_stream_is_asked_for() -> None:
+    code = (
+        "import sys, seqbuilder; "
+        "assert 'hydra' not in sys.modules, 'hydra imported'; "
+        "assert seqbuilder.SequenceStream.__name__ == 'SequenceStream'; "
+        "assert 'hydra' in sys.modules"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
