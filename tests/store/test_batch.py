@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pickle
 import re
-import shutil
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 from seqbuilder import SequenceDataset
 from seqbuilder.errors import DatasetFormatError
 from seqbuilder.store.batch import ChunkReader
+from seqbuilder.store.chunks import fletcher32
 from seqbuilder.store.writer import SplitWriter
 
 COUNT, WIDTH, MAX_LENGTH = 100, 40, 4
@@ -205,9 +206,9 @@ def test_a_bad_cache_size_is_refused(
         SequenceDataset(gzip_h5, cache_bytes=cache_bytes)
 
 
-def test_a_corrupt_chunk_is_an_error_naming_its_samples(gzip_h5: Path, tmp_path: Path) -> None:
-    path = tmp_path / "corrupt.h5"
-    shutil.copy(gzip_h5, path)
+@pytest.mark.parametrize("compression", ["gzip", "lzf"])  # inflated here; by HDF5's filter
+def test_a_corrupt_chunk_is_an_error_naming_its_samples(tmp_path: Path, compression: str) -> None:
+    path = write(tmp_path / "corrupt.h5", "uint8", compression, 4, 8)
     with h5py.File(path) as file:
         info = file["images"].id.get_chunk_info_by_coord((8, 0, 0))
     with path.open("r+b") as handle:  # overwrite the middle of the compressed stream
@@ -218,6 +219,19 @@ def test_a_corrupt_chunk_is_an_error_naming_its_samples(gzip_h5: Path, tmp_path:
     with pytest.raises(DatasetFormatError, match=r"corrupt\.h5: the chunk of samples 8\.\.15 "):
         dataset.batch([3, 9])
     assert dataset.batch([3, 20])[0].shape == (2, 28, WIDTH)  # the other chunks still read
+
+
+def test_a_chunk_that_inflates_to_the_wrong_size_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "short.h5", "uint8", "gzip", 4, 8)
+    data = zlib.compress(bytes(100))
+    with h5py.File(path, "r+") as file:  # a well-formed stream, but of 100 bytes
+        file["images"].id.write_direct_chunk((16, 0, 0), data + fletcher32(data))
+
+    with pytest.raises(
+        DatasetFormatError,
+        match=r"short\.h5: the chunk of samples 16\.\.23 inflates to 100 bytes, expected 8960$",
+    ):
+        SequenceDataset(path).batch([17])
 
 
 def test_a_dataset_pickled_after_batch_reads_reads_the_same(gzip_h5: Path) -> None:
