@@ -8,7 +8,10 @@ read and write the HDF5 files; ``build`` and ``view`` (layer 3) make datasets an
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._version import __version__
+from .build.shuffle import ChunkShuffle
 from .errors import (
     ConfigError,
     DatasetFormatError,
@@ -20,14 +23,29 @@ from .image.sequence import generate_numbers_sequence
 from .mnist.load import load_mnist
 from .store.reader import SequenceDataset
 
+if TYPE_CHECKING:
+    from .build.stream import SequenceStream
+
 __all__ = [
+    "ChunkShuffle",
     "ConfigError",
     "DatasetFormatError",
     "IdxFormatError",
     "MnistNotFoundError",
     "SeqbuilderError",
     "SequenceDataset",
+    "SequenceStream",
     "__version__",
     "generate_numbers_sequence",
     "load_mnist",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # SequenceStream composes configs with Hydra: import it, and Hydra, on first use only, so
+    # `import seqbuilder` and every command but `build` stay quick (PEP 562).
+    if name == "SequenceStream":
+        from .build.stream import SequenceStream
+
+        return SequenceStream
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from seqbuilder.mnist.resources import FILES
+from tests.support.feed_builds import build_in_subprocess, build_named
 from tests.support.idx_files import tiny_split, write_idx
 
 # The README's test command gives SEQBUILDER_DATA relative to the repository root; tests change
@@ -64,26 +63,26 @@ def tiny_run_dir(real_mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     so it exercises the console entry point exactly as a user runs it. Treat it as read-only.
     """
     root = tmp_path_factory.mktemp("tiny-build")
-    run_dir = root / "run"
-    env = {
-        **os.environ,
-        "SEQBUILDER_DATA": str(real_mnist_dir),
-        "XDG_CACHE_HOME": str(root / "xdg-cache"),
-        "SEQBUILDER_MNIST_MIRRORS": "",
-    }
-    command = [sys.executable, "-m", "seqbuilder", "build", "+preset=tiny"]
-    result = subprocess.run(
-        [*command, f"hydra.run.dir={run_dir}"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"{' '.join(command)} exited {result.returncode}: {result.stderr}")
-    return run_dir
+    return build_in_subprocess(["+preset=tiny"], root / "run", real_mnist_dir)
+
+
+@pytest.fixture(scope="session")
+def feed_run(
+    real_mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], Path]:
+    """``feed_run(name)``: the run directory of a config of tests/support/feed_builds.py.
+
+    Each config is built once per session, on first use, by the real command. Read-only.
+    """
+    root = tmp_path_factory.mktemp("feed-builds")
+    runs: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in runs:
+            runs[name] = build_named(name, root, real_mnist_dir)
+        return runs[name]
+
+    return get
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@
 A split of N samples is cut into blocks of :data:`BLOCK_SAMPLES`. Block ``b`` of split ``s`` draws
 everything (sequences, MNIST samples, gaps, offsets) from
 ``SeedSequence([seed, crc32(s), b])``, so a block's content never depends on which process
-made it, how many workers there are, or which other splits the config holds.
+made it, how many workers there are, or which other splits the config holds. A streamed epoch
+``e >= 1`` (:class:`~seqbuilder.build.stream.SequenceStream`) draws the same block from
+``SeedSequence([seed, crc32(s), b, e])``: fresh samples, drawn the same way; epoch 0 is the build.
 """
 
 from __future__ import annotations
@@ -141,12 +143,14 @@ def split_plans(config: BuildConfig) -> list[SplitPlan]:
     ]
 
 
-def make_block(recipe: Recipe, plan: SplitPlan, block_id: int) -> Block:
-    """Draw and compose block ``block_id`` of ``plan``: a pure function of its arguments."""
+def make_block(recipe: Recipe, plan: SplitPlan, block_id: int, *, epoch: int = 0) -> Block:
+    """Draw and compose block ``block_id`` of ``plan``: a pure function of its arguments.
+
+    ``epoch=0`` is the block a build writes; another epoch draws a fresh block the same way.
+    """
     size = plan.block_size(block_id)
-    rng = np.random.Generator(
-        np.random.PCG64(np.random.SeedSequence([recipe.seed, plan.split_id, block_id]))
-    )
+    entropy = [recipe.seed, plan.split_id, block_id, *([epoch] if epoch else [])]
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
     if recipe.kind is SequenceKind.random:
         lengths = rng.integers(recipe.min_length, recipe.max_length, size=size, endpoint=True)
         digits = rng.integers(0, 10, size=(size, recipe.max_length))

@@ -20,6 +20,7 @@ from ..errors import DatasetFormatError
 from .schema import (
     BOXES,
     DATASETS,
+    DEFAULT_CHUNK_SAMPLES,
     FORMAT_VERSION,
     HEIGHT,
     IMAGES,
@@ -40,6 +41,7 @@ class SplitLayout:
     max_length: int
     dtype: str
     chunk_bytes: int
+    chunk_samples: int  # samples per images chunk (of the shard files, for a merged file)
     attrs: dict[str, object]
 
 
@@ -116,15 +118,29 @@ def validate_split(file: h5py.File, name: str) -> SplitLayout:
             f"{name}: images is {images.shape} {images.dtype}, expected (N, 28, W) uint8 or float32"
         )
     _check_consistent(file, name)
-    chunks = images.chunks or images.shape
+    attrs = {key: plain_attr(value) for key, value in file.attrs.items()}
+    samples = images.chunks[0] if images.chunks else _built_chunk_samples(attrs)
+    chunks = (samples, *images.shape[1:])
     return SplitLayout(
         count=int(images.shape[0]),
         width=int(images.shape[2]),
         max_length=int(file[LABELS].shape[1]),
         dtype=images.dtype.name,
         chunk_bytes=int(np.prod(chunks)) * images.dtype.itemsize,
-        attrs={key: plain_attr(value) for key, value in file.attrs.items()},
+        chunk_samples=max(1, int(samples)),
+        attrs=attrs,
     )
+
+
+def _built_chunk_samples(attrs: dict[str, object]) -> int:
+    """``storage.chunk_samples`` of the build, for a merged file (virtual datasets have none)."""
+    from .provenance import data_keys  # OmegaConf, needed for merged files only
+
+    try:
+        value = data_keys(str(attrs.get("config", ""))).get("storage.chunk_samples")
+    except Exception:  # a foreign or unreadable config: reading still works, only slower
+        value = None
+    return value if isinstance(value, int) else DEFAULT_CHUNK_SAMPLES
 
 
 def _check_consistent(file: h5py.File, name: str) -> None:

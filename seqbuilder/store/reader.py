@@ -19,40 +19,42 @@ For generative models, which condition on a fixed-size label and usually want im
 
 from __future__ import annotations
 
-import math
 import operator
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, SupportsIndex, get_args
+from typing import Any, SupportsIndex, cast, overload
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import DatasetFormatError, InvalidTypeError, InvalidValueError
+from ..errors import DatasetFormatError
+from .batch import ChunkReader, batch_positions
 from .layout import h5_reason, open_h5, validate_split
-from .schema import (
-    HEIGHT,
-    IMAGES,
-    LABELS,
-    LENGTHS,
-    MIN_CACHE_BYTES,
-)
+from .options import LabelFormat, ReadOptions, check_cache_bytes, check_options
+from .schema import HEIGHT, IMAGES, LABELS, LENGTHS, MIN_CACHE_BYTES
 
-LabelFormat = Literal["digits", "padded"]
-LABEL_FORMATS: tuple[str, ...] = get_args(LabelFormat)
+Sample = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]
+# images (n, 28, W) float32, labels (n, L) int64 padded, lengths (n,) int64
+Batch = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+Indices = Sequence[int] | npt.NDArray[np.integer[Any]]
+
+#: Decoded chunks that :meth:`SequenceDataset.batch` keeps per process: 32 MiB is 740 chunks
+#: of a default build, room for a :class:`~seqbuilder.build.shuffle.ChunkShuffle` buffer of a
+#: few hundred chunks.
+BATCH_CACHE_BYTES = 32 << 20
 
 
 class SequenceDataset:
-    """Read a built split, one ``(image, label)`` sample at a time.
+    """Read a built split: one ``(image, label)`` sample, or a batch of them, at a time.
 
     The constructor validates the file and closes it again; each process (the main one, a
     spawned ``multiprocessing`` worker or a PyTorch ``DataLoader`` worker) opens its own handle
     on first access, and a forked child never reuses its parent's. Pickling keeps the path and
     the few numbers learnt from validation, never an open handle. ``labels`` and ``lengths``
-    (L + 2 bytes per sample) are read once per process; images are read per sample.
+    (L + 2 bytes per sample) are read once per process; images are read per sample by
+    ``ds[i]``, by whole chunks by :meth:`batch` (many times faster per sample).
 
     The defaults give the contract's samples. Code that trains a generative model usually wants
     a fixed-size conditioning label and images in a tanh's range: ``label_format="padded"`` and
@@ -63,16 +65,18 @@ class SequenceDataset:
         label_format: ``"digits"``: a label is the ``(length,)`` int64 digits. ``"padded"``: a
             ``(max_length,)`` int64 array, the digits left-aligned, then ``pad_value``.
         pad_value: What fills a ``"padded"`` label after the digits (default -1; e.g. 10 for
-            an embedding table with a "no digit" row).
+            an embedding table with a "no digit" row); :meth:`batch` pads with it too.
         value_range: ``(low, high)``, the values that stored 0 and 1 map to, linearly: the
             default ``(0, 1)`` leaves images as stored, ``(-1, 1)`` gives ``2 * x - 1``.
+        cache_bytes: Decoded chunks :meth:`batch` keeps per process (default 32 MiB).
 
     Raises:
         DatasetFormatError: The file is missing, not HDF5, truncated, lacks a dataset, has
             inconsistent datasets or a newer ``format_version``.
         ValueError: ``label_format`` is not one of ``"digits"``, ``"padded"``; ``pad_value`` is
-            a digit 0..9; ``value_range`` is not two finite numbers with ``low < high``.
-        TypeError: ``pad_value`` is not an integer.
+            a digit 0..9; ``value_range`` is not two finite numbers with ``low < high``;
+            ``cache_bytes`` is negative.
+        TypeError: ``pad_value`` or ``cache_bytes`` is not an integer.
     """
 
     def __init__(
@@ -82,8 +86,10 @@ class SequenceDataset:
         label_format: LabelFormat = "digits",
         pad_value: int = -1,
         value_range: tuple[float, float] = (0.0, 1.0),
+        cache_bytes: int = BATCH_CACHE_BYTES,
     ) -> None:
-        self._options = _check_options(label_format, pad_value, value_range)
+        self._options = check_options(label_format, pad_value, value_range)
+        self._cache_bytes = check_cache_bytes(cache_bytes)
         self.path = Path(path)
         with open_h5(self.path) as file:
             self._layout = validate_split(file, os.fspath(path))
@@ -93,16 +99,23 @@ class SequenceDataset:
         self._pid: int | None = None
         self._file: h5py.File | None = None
         self._images: h5py.Dataset | None = None
+        self._reader: ChunkReader | None = None
         self._labels: npt.NDArray[np.int8] = np.zeros((0, 0), np.int8)  # (N, L), per process
         self._lengths: npt.NDArray[np.int16] = np.zeros(0, np.int16)  # (N,)
 
     def __getstate__(self) -> dict[str, object]:
-        return {"path": self.path, "layout": self._layout, "options": self._options}
+        return {
+            "path": self.path,
+            "layout": self._layout,
+            "options": self._options,
+            "cache_bytes": self._cache_bytes,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path = state["path"]
         self._layout = state["layout"]
-        self._options = state.get("options", _ReadOptions())
+        self._options = state.get("options", ReadOptions())
+        self._cache_bytes = state.get("cache_bytes", BATCH_CACHE_BYTES)
         self._reset()
 
     def __len__(self) -> int:
@@ -115,10 +128,18 @@ class SequenceDataset:
             f"dtype={layout.dtype})"
         )
 
-    def __getitem__(
-        self, index: SupportsIndex
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """Return sample ``index`` (negative counts from the end).
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> Sample: ...
+
+    @overload
+    def __getitem__(self, index: list[int] | tuple[int, ...] | range) -> Batch: ...
+
+    def __getitem__(self, index: SupportsIndex | Indices) -> Sample | Batch:
+        """Return sample ``index`` (negative counts from the end); a list of indices: a batch.
+
+        ``ds[[3, 1, 4]]`` (a list, tuple, range or 1-D integer array) is :meth:`batch`, so a
+        PyTorch ``DataLoader`` whose sampler yields lists of indices (``batch_size=None``)
+        reads whole batches.
 
         Returns:
             ``(image, label)``: image ``(28, W)`` float32 in [0, 1] (uint8 files give
@@ -127,10 +148,12 @@ class SequenceDataset:
 
         Raises:
             IndexError: ``index`` is out of range.
-            TypeError: ``index`` is not an integer.
+            TypeError: ``index`` is not an integer (nor a sequence of them).
             DatasetFormatError: The sample's chunk cannot be read (a corrupt file).
         """
-        position = self._position(index)
+        if isinstance(index, (list, tuple, range, np.ndarray)) and np.ndim(index) == 1:
+            return self.batch(index)
+        position = self._position(cast("SupportsIndex", index))
         images = self._handle()
         try:
             raw = images[position]
@@ -138,17 +161,49 @@ class SequenceDataset:
             raise DatasetFormatError(
                 f"{self.path}: sample {position} is corrupt ({h5_reason(error)})"
             ) from error
-        image = raw if raw.dtype == np.float32 else np.divide(raw, 255, dtype=np.float32)
-        options = self._options
-        if options.value_range != (0.0, 1.0):
-            low, high = options.value_range
-            image = (image * np.float32(high - low) + np.float32(low)).astype(np.float32)
-        length = self._lengths[position]
-        if options.label_format == "padded":
-            label = np.full(self._layout.max_length, options.pad_value, dtype=np.int64)
-            label[:length] = self._labels[position, :length]
-            return image, label
-        return image, self._labels[position, :length].astype(np.int64)
+        image = self._options.values(raw)
+        length = int(self._lengths[position])
+        label = self._options.padded_labels(self._labels[position], np.int64(length))
+        return image, label if self._options.label_format == "padded" else label[:length]
+
+    def batch(self, indices: Indices) -> Batch:
+        """Read the samples ``indices`` in one call, decoding each chunk once.
+
+        Equal to stacking ``ds[i]`` for each index, in the order asked (repeats allowed), but
+        read chunk by chunk: sort the indices by chunk, decode each chunk once (through a cache
+        of decoded chunks, so the next batches of a chunk-aware shuffle find them), gather.
+
+        Args:
+            indices: a sequence or 1-D array of sample indices (negative counts from the end).
+
+        Returns:
+            ``(images, labels, lengths)``: images ``(n, 28, W)`` float32 (as ``ds[i]``, in
+            ``value_range``); labels ``(n, max_length)`` int64, the digits then ``pad_value``
+            (-1 by default); lengths ``(n,)`` int64.
+
+        Raises:
+            IndexError: an index is out of range.
+            TypeError: ``indices`` is not a 1-D sequence of integers.
+            DatasetFormatError: a chunk cannot be read (a corrupt file).
+        """
+        positions = batch_positions(indices, self._layout.count)
+        self._handle()
+        assert self._reader is not None
+        images = self._options.values(self._reader.read(positions))
+        lengths = self._lengths[positions].astype(np.int64)
+        return images, self._options.padded_labels(self._labels[positions], lengths), lengths
+
+    def __getitems__(self, indices: list[int]) -> list[Sample]:
+        """Return ``[ds[i] for i in indices]``, read as one :meth:`batch`.
+
+        PyTorch's ``DataLoader`` calls this with each batch of its ``batch_sampler`` (or of
+        ``batch_size``), so a per-sample ``collate_fn`` still gets samples, read chunk-wise.
+        """
+        images, labels, lengths = self.batch(indices)
+        if self._options.label_format == "padded":
+            return list(zip(images, labels, strict=True))
+        cut = lengths.tolist()
+        return [(image, labels[row, : cut[row]]) for row, image in enumerate(images)]
 
     @property
     def attrs(self) -> dict[str, object]:
@@ -169,6 +224,11 @@ class SequenceDataset:
     def storage_dtype(self) -> str:
         """How ``images`` is stored: ``"uint8"`` or ``"float32"``."""
         return self._layout.dtype
+
+    @property
+    def chunk_samples(self) -> int:
+        """Samples per stored chunk of ``images``: the unit a read decompresses."""
+        return self._layout.chunk_samples
 
     def close(self) -> None:
         """Close this process's handle; the next access opens the file again."""
@@ -195,48 +255,17 @@ class SequenceDataset:
             # so drop the reference (never close it: that is the parent's) and open afresh.
             self._reset()
         if self._images is None:
-            cache = max(MIN_CACHE_BYTES, 4 * self._layout.chunk_bytes)
+            layout = self._layout
+            cache = max(MIN_CACHE_BYTES, 4 * layout.chunk_bytes)
             self._file = open_h5(self.path, rdcc_nbytes=cache)
             self._images = self._file[IMAGES]
             self._labels = self._file[LABELS][()]
             self._lengths = self._file[LENGTHS][()]
+            self._reader = ChunkReader(
+                self._images, layout.chunk_samples, self._cache_bytes, os.fspath(self.path)
+            )
             self._pid = os.getpid()
         return self._images
-
-
-@dataclass(frozen=True)
-class _ReadOptions:
-    """How :class:`SequenceDataset` presents a sample; picklable with it."""
-
-    label_format: str = "digits"
-    pad_value: int = -1
-    value_range: tuple[float, float] = (0.0, 1.0)
-
-
-def _check_options(
-    label_format: str, pad_value: int, value_range: tuple[float, float]
-) -> _ReadOptions:
-    if label_format not in LABEL_FORMATS:
-        raise InvalidValueError(
-            f"label_format={label_format!r}, expected one of {', '.join(map(repr, LABEL_FORMATS))}"
-        )
-    if isinstance(pad_value, bool) or not isinstance(pad_value, (int, np.integer)):
-        raise InvalidTypeError(f"pad_value={pad_value!r}, expected an integer")
-    if 0 <= pad_value <= 9:
-        raise InvalidValueError(
-            f"pad_value={pad_value!r} is a digit, expected a value outside 0..9"
-        )
-    try:
-        low, high = (float(value) for value in value_range)
-    except (TypeError, ValueError):
-        raise InvalidValueError(
-            f"value_range={value_range!r}, expected (low, high), e.g. (-1, 1)"
-        ) from None
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise InvalidValueError(
-            f"value_range={value_range!r}, expected finite (low, high) with low < high"
-        )
-    return _ReadOptions(label_format, int(pad_value), (low, high))
 
 
 def read_samples(

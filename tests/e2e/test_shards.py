@@ -25,7 +25,7 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from seqbuilder import SequenceDataset
+from seqbuilder import SequenceDataset, SequenceStream
 from seqbuilder.cli import main
 
 # In-process Hydra runs install logging handlers; every test here drops them afterwards.
@@ -210,6 +210,36 @@ def test_sequence_dataset_reads_the_merged_file_like_the_unsharded_one(
             assert image.dtype == np.float32
             assert np.array_equal(image, expected_image), index
             assert np.array_equal(label, expected_label), index
+
+
+def test_batch_reads_of_the_merged_file_equal_the_unsharded_build(
+    builds: dict[str, Path], merged: Path
+) -> None:
+    joined = SequenceDataset(merged / "train.h5")
+    assert joined.chunk_samples == 8  # the shard files' chunks, from the build config
+    indices = np.random.default_rng(0).permutation(TRAIN_COUNT)[:3000]
+
+    got = joined.batch(indices)
+
+    expected = SequenceDataset(builds["whole"] / "train.h5").batch(indices)
+    for a, b in zip(got, expected, strict=True):
+        assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_a_stream_of_a_shard_config_yields_that_shard_s_file(
+    builds: dict[str, Path], real_mnist_dir: Path, monkeypatch: pytest.MonkeyPatch, index: int
+) -> None:
+    monkeypatch.setenv("SEQBUILDER_DATA", str(real_mnist_dir))
+    stream = SequenceStream([*SHARDED, "shard.count=3", f"shard.index={index}"])
+    shard = SequenceDataset(builds[f"shard{index}"] / "train.h5")
+
+    parts = list(stream.batches(1000))
+
+    assert len(stream) == len(shard) == THREE_SHARD_COUNTS["train"][index]
+    expected = shard.batch(range(len(shard)))
+    for field, array in enumerate(expected):
+        assert np.concatenate([part[field] for part in parts]).tobytes() == array.tobytes()
 
 
 def test_info_summarises_the_merged_file_with_the_unsharded_counts(
