@@ -31,7 +31,7 @@ BLOCKS = (
 )
 FEED_CONFIGS: dict[str, tuple[str, ...]] = {
     "tiny": TINY,
-    "list-phone-white": (*TINY, "sequences=phone", "background=white"),
+    "list-phone-white": ("+preset=[tiny,phone]", *TINY[1:], "background=white"),
     "scale-ink-random": (*TINY, "fit=scale", "digit_crop=ink", "align=random", "width=100"),
     "float32-lzf-overlap": (
         *TINY,
