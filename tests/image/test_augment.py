@@ -105,50 +105,121 @@ def test_a_mapping_sets_its_keys_and_leaves_the_others_off() -> None:
 
 
 BAD_AUGMENTS = [
-    pytest.param("extreme", InvalidValueError, r"augment='extreme' is not a preset, expected "
-                 r"one of 'none', 'light', 'heavy'", id="unknown-preset"),  # fmt: skip
-    pytest.param({"rotate": 5}, InvalidValueError,
-                 r"augment has no key 'rotate', expected some of slant, rotation, scale",
-                 id="unknown-key"),  # fmt: skip
-    pytest.param({"elastic": {"alpha": 1, "sigma": -1}}, InvalidValueError,
-                 r"augment\.elastic\.sigma \(-1\.0\) must be in \[0, 16\]",
-                 id="negative-sigma"),  # fmt: skip
-    pytest.param({"elastic": {"alpha": 30, "sigma": 0}}, InvalidValueError,
-                 r"augment\.elastic\.sigma \(0\) must be > 0 when augment\.elastic\.alpha",
-                 id="alpha-without-sigma"),  # fmt: skip
-    pytest.param({"elastic": {"alfa": 3}}, InvalidValueError,
-                 r"augment\.elastic has no key 'alfa', expected some of alpha, sigma",
-                 id="unknown-elastic-key"),  # fmt: skip
-    pytest.param({"scale": (1.2, 0.9)}, InvalidValueError,
-                 r"augment\.scale \(\[1\.2, 0\.9\]\) must have min <= max", id="scale-min-max"),
-    pytest.param({"scale": (0, 1)}, InvalidValueError,
-                 r"augment\.scale \(\[0\.0, 1\.0\]\) must lie in \(0, 3\]", id="scale-zero"),
-    pytest.param({"blur": (1, 0.5)}, InvalidValueError,
-                 r"augment\.blur \(\[1\.0, 0\.5\]\) must have min <= max", id="blur-min-max"),
-    pytest.param({"thickness": (-9, 0)}, InvalidValueError,
-                 r"augment\.thickness \(\[-9\.0, 0\.0\]\) must lie in \[-4, 4\]",
-                 id="thickness-too-thin"),  # fmt: skip
-    pytest.param({"rotation": -5}, InvalidValueError,
-                 r"augment\.rotation \(-5\.0\) must be >= 0", id="rotation-negative"),
-    pytest.param({"slant": 60}, InvalidValueError,
-                 r"augment\.slant \(60\.0\) must be in \[0, 45\]", id="slant-too-wide"),
-    pytest.param({"noise": 1.5}, InvalidValueError,
-                 r"augment\.noise \(1\.5\) must be in \[0, 1\]", id="noise-above-1"),
-    pytest.param({"baseline": 20}, InvalidValueError,
-                 r"augment\.baseline \(20\) must be an integer in 0\.\.14", id="baseline-20"),
-    pytest.param({"baseline": 1.5}, InvalidTypeError,
-                 r"augment\.baseline is 1\.5, expected an integer", id="baseline-float"),
-    pytest.param({"scale": 1.1}, InvalidTypeError,
-                 r"augment\.scale is 1\.1, expected \[min, max\]", id="scale-not-pair"),
-    pytest.param({"rotation": "8"}, InvalidTypeError,
-                 r"augment\.rotation is '8', expected a number", id="rotation-string"),
-    pytest.param({"noise": float("nan")}, InvalidValueError,
-                 r"augment\.noise is nan, expected a finite number", id="noise-nan"),
-    pytest.param({"elastic": 3}, InvalidTypeError,
-                 r"augment\.elastic is 3, expected a mapping of alpha and sigma",
-                 id="elastic-not-mapping"),  # fmt: skip
-    pytest.param(7, InvalidTypeError, r"augment=7 is not None, a preset name or a mapping",
-                 id="not-a-mapping"),  # fmt: skip
+    pytest.param(
+        "extreme",
+        InvalidValueError,
+        r"augment='extreme' is not a preset, expected "
+        r"one of 'none', 'light', 'heavy'",
+        id="unknown-preset",
+    ),
+    pytest.param(
+        {"rotate": 5},
+        InvalidValueError,
+        r"augment has no key 'rotate', expected some of slant, rotation, scale",
+        id="unknown-key",
+    ),
+    pytest.param(
+        {"elastic": {"alpha": 1, "sigma": -1}},
+        InvalidValueError,
+        r"augment\.elastic\.sigma \(-1\.0\) must be in \[0, 16\]",
+        id="negative-sigma",
+    ),
+    pytest.param(
+        {"elastic": {"alpha": 30, "sigma": 0}},
+        InvalidValueError,
+        r"augment\.elastic\.sigma \(0\) must be > 0 when augment\.elastic\.alpha",
+        id="alpha-without-sigma",
+    ),
+    pytest.param(
+        {"elastic": {"alfa": 3}},
+        InvalidValueError,
+        r"augment\.elastic has no key 'alfa', expected some of alpha, sigma",
+        id="unknown-elastic-key",
+    ),
+    pytest.param(
+        {"scale": (1.2, 0.9)},
+        InvalidValueError,
+        r"augment\.scale \(\[1\.2, 0\.9\]\) must have min <= max",
+        id="scale-min-max",
+    ),
+    pytest.param(
+        {"scale": (0, 1)},
+        InvalidValueError,
+        r"augment\.scale \(\[0\.0, 1\.0\]\) must lie in \(0, 3\]",
+        id="scale-zero",
+    ),
+    pytest.param(
+        {"blur": (1, 0.5)},
+        InvalidValueError,
+        r"augment\.blur \(\[1\.0, 0\.5\]\) must have min <= max",
+        id="blur-min-max",
+    ),
+    pytest.param(
+        {"thickness": (-9, 0)},
+        InvalidValueError,
+        r"augment\.thickness \(\[-9\.0, 0\.0\]\) must lie in \[-4, 4\]",
+        id="thickness-too-thin",
+    ),
+    pytest.param(
+        {"rotation": -5},
+        InvalidValueError,
+        r"augment\.rotation \(-5\.0\) must be >= 0",
+        id="rotation-negative",
+    ),
+    pytest.param(
+        {"slant": 60},
+        InvalidValueError,
+        r"augment\.slant \(60\.0\) must be in \[0, 45\]",
+        id="slant-too-wide",
+    ),
+    pytest.param(
+        {"noise": 1.5},
+        InvalidValueError,
+        r"augment\.noise \(1\.5\) must be in \[0, 1\]",
+        id="noise-above-1",
+    ),
+    pytest.param(
+        {"baseline": 20},
+        InvalidValueError,
+        r"augment\.baseline \(20\) must be an integer in 0\.\.14",
+        id="baseline-20",
+    ),
+    pytest.param(
+        {"baseline": 1.5},
+        InvalidTypeError,
+        r"augment\.baseline is 1\.5, expected an integer",
+        id="baseline-float",
+    ),
+    pytest.param(
+        {"scale": 1.1},
+        InvalidTypeError,
+        r"augment\.scale is 1\.1, expected \[min, max\]",
+        id="scale-not-pair",
+    ),
+    pytest.param(
+        {"rotation": "8"},
+        InvalidTypeError,
+        r"augment\.rotation is '8', expected a number",
+        id="rotation-string",
+    ),
+    pytest.param(
+        {"noise": float("nan")},
+        InvalidValueError,
+        r"augment\.noise is nan, expected a finite number",
+        id="noise-nan",
+    ),
+    pytest.param(
+        {"elastic": 3},
+        InvalidTypeError,
+        r"augment\.elastic is 3, expected a mapping of alpha and sigma",
+        id="elastic-not-mapping",
+    ),
+    pytest.param(
+        7,
+        InvalidTypeError,
+        r"augment=7 is not None, a preset name or a mapping",
+        id="not-a-mapping",
+    ),
 ]
 
 
