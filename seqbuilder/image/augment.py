@@ -158,24 +158,24 @@ def _check_range(key: str, pair: Range, low: float, high: float, *, low_open: bo
 # The presets, defined once: conf/augment/<name>.yaml must equal these (a test checks).
 PRESETS: dict[str, Augment] = {
     "none": Augment(),
-    # a tidy writer: a little slant, size and baseline wobble; no noise
+    # a tidy writer: a little slant, size, baseline and pen wobble; looks clean
     "light": Augment(
-        slant=8.0,
-        rotation=4.0,
-        scale=(0.95, 1.05),
+        slant=6.0,
+        rotation=3.0,
+        scale=(0.9, 1.0),
         baseline=1,
-        thickness=(-0.5, 0.5),
+        thickness=(-0.4, 0.4),
         blur=(0.0, 0.4),
     ),
-    # the widest variation a person still reads at a glance
+    # the widest variation a person still reads at a glance; no noise (see docs/augmentation.md)
     "heavy": Augment(
-        slant=20.0,
-        rotation=10.0,
-        scale=(0.85, 1.1),
-        baseline=3,
-        thickness=(-1.0, 1.5),
-        elastic=Elastic(alpha=34.0, sigma=4.0),
-        blur=(0.0, 1.0),
+        slant=15.0,
+        rotation=8.0,
+        scale=(0.8, 1.0),
+        baseline=2,
+        thickness=(-0.8, 1.2),
+        elastic=Elastic(alpha=30.0, sigma=4.0),
+        blur=(0.0, 0.8),
     ),
 }
 
@@ -304,6 +304,9 @@ def transform_glyphs(
     shift[:, 1] = np.floor(digit[:, 2] * (2 * params.baseline + 1)) - params.baseline
     offsets = (digit[:, 3:5] * filters.PLANE).astype(np.intp)
     elastic = params.elastic
+    planes = None
+    if elastic.alpha > 0:
+        planes = filters.elastic_planes(elastic.sigma, elastic.alpha)
     # A few hundred glyphs at a time keep every temporary in the CPU cache (about 3x faster
     # than whole-block arrays); each step is still vectorised over the glyphs of a chunk.
     for start in range(0, len(chosen), CHUNK_GLYPHS):
@@ -311,10 +314,9 @@ def transform_glyphs(
         if change is not None:
             chosen[part] = filters.change_stroke_width(chosen[part], change[part])
         if params.warps:
-            fields_ = None
-            if elastic.alpha > 0:
-                fields_ = filters.elastic_fields(offsets[part], elastic.sigma, elastic.alpha)
-            chosen[part] = filters.warp_glyphs(chosen[part], inverse[part], shift[part], fields_)
+            chosen[part] = filters.warp_glyphs(
+                chosen[part], inverse[part], shift[part], planes, offsets[part]
+            )
 
     out = glyphs.copy()
     out[mask] = chosen
@@ -375,9 +377,10 @@ def finish_images(
     out = np.empty(raw.shape, dtype)
     for start in range(0, len(raw), CHUNK_SAMPLES):
         part = slice(start, start + CHUNK_SAMPLES)
-        values = np.divide(raw[part], np.float32(255), dtype=np.float32)
         if params.blur != (0.0, 0.0):
-            values = filters.blur_samples(values, sigma[part])
+            values = filters.blur_samples(raw[part], sigma[part], gain=1 / 255)
+        else:
+            values = np.divide(raw[part], np.float32(255), dtype=np.float32)
         if params.noise > 0:
             values += filters.normal_noise(rng, values.shape, level[part])
         np.clip(values, 0, 1, out=values)

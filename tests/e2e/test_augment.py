@@ -130,7 +130,7 @@ def test_augmentation_keeps_labels_lengths_and_sources_and_records_its_keys(
         with h5py.File(run_dir / f"{split}.h5", "r") as file:
             augment = yaml.safe_load(str(file.attrs["config"]))["augment"]
         assert augment["slant"] == 12.0
-        assert augment["elastic"] == {"alpha": 34.0, "sigma": 4.0}
+        assert augment["elastic"] == {"alpha": 30.0, "sigma": 4.0}
 
 
 def test_preview_draws_exactly_the_gallery_the_build_makes_and_writes_nothing_else(

@@ -353,7 +353,7 @@ def test_elastic_distortion_moves_ink_locally_but_keeps_the_digit_in_place(
     original = moments(train.images[:1])
 
     assert (np.abs(images.astype(int) - train.images[0]).max(axis=(1, 2)) > 100).all()
-    # smooth fields also move a digit a little as a whole (about a pixel), never far
+    # a smooth field also moves a digit a little as a whole (about a pixel), never far
     assert np.abs(changed["cy"] - original["cy"][0]).mean() < 1.5
     assert changed["mass"].mean() == pytest.approx(original["mass"][0], rel=0.1)
 
