@@ -383,6 +383,8 @@ def finish_images(
             values = np.divide(raw[part], np.float32(255), dtype=np.float32)
         if params.noise > 0:
             values += filters.normal_noise(rng, values.shape, level[part])
-        np.clip(values, 0, 1, out=values)
+            np.clip(values, 0, 1, out=values)
+        else:  # a blur's weights are >= 0 and sum to 1: only rounding can pass 1
+            np.minimum(values, 1, out=values)
         out[part] = encode_values(values, background, dtype)
     return out

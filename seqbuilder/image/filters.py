@@ -119,15 +119,12 @@ def _neighbourhoods(glyphs: ByteArray) -> npt.NDArray[np.uint32]:
     Byte order (little end first): top-left, top-right, bottom-left, bottom-right; so a single
     gather fetches all four neighbours of a sampling position.
     """
-    n = len(glyphs)
-    padded = np.zeros((n, _SIDE, _SIDE), np.uint8)
+    padded = np.zeros((len(glyphs), _SIDE, _SIDE), np.uint16)
     padded[:, 1 : GLYPH + 1, 1 : GLYPH + 1] = glyphs
-    quads = np.empty((n, _SIDE - 1, _SIDE - 1, 4), np.uint8)
-    quads[..., 0] = padded[:, :-1, :-1]
-    quads[..., 1] = padded[:, :-1, 1:]
-    quads[..., 2] = padded[:, 1:, :-1]
-    quads[..., 3] = padded[:, 1:, 1:]
-    return quads.view("<u4").reshape(-1)
+    pairs = padded[:, :, :-1] | (padded[:, :, 1:] << 8)  # (N, 31, 30): left | right << 8
+    quads = pairs[:, :-1].astype(np.uint32)
+    quads |= pairs[:, 1:].astype(np.uint32) << 16
+    return quads.reshape(-1)
 
 
 def _windows(plane: npt.NDArray[np.int32], offsets: npt.NDArray[np.intp]) -> npt.NDArray[np.int32]:
@@ -178,20 +175,21 @@ def change_stroke_width(glyphs: ByteArray, change: FloatArray) -> ByteArray:
     radius = np.abs(np.asarray(change, np.float32)) / 2
     # 255 - x, the inverted glyph, is x ^ 255 for bytes: one pass, for the thinned glyphs only
     flip = np.where(np.asarray(change) < 0, np.uint8(255), np.uint8(0))[:, None, None]
-    values = glyphs ^ flip
-    previous = values
+    previous = glyphs ^ flip
+    values = previous.astype(np.uint16)
     for step in range(int(np.ceil(radius.max(initial=0)))):
         current = _dilate(previous)
         weight = np.rint(np.clip(radius - step, 0, 1) * 256).astype(np.uint16)[:, None, None]
-        # current >= previous; the difference times a weight <= 256 fits uint16 with rounding.
-        moved = (current - previous).astype(np.uint16)
-        moved *= weight
+        # current >= previous; the difference times a weight <= 256 fits uint16, and so does
+        # the sum, which stays within [previous, current] once divided by 256.
+        moved = np.multiply(current - previous, weight, dtype=np.uint16)
         moved += np.uint16(128)
         moved >>= 8
-        values = values + moved.astype(np.uint8)
+        values += moved
         previous = current
-    values ^= flip
-    return values
+    result = values.astype(np.uint8)
+    result ^= flip
+    return result
 
 
 def _dilate(glyphs: ByteArray) -> ByteArray:
