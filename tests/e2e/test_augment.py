@@ -131,6 +131,10 @@ def test_augmentation_keeps_labels_lengths_and_sources_and_records_its_keys(
             augment = yaml.safe_load(str(file.attrs["config"]))["augment"]
         assert augment["slant"] == 12.0
         assert augment["elastic"] == {"alpha": 30.0, "sigma": 4.0}
+    card = (run_dir / "README.md").read_text(encoding="utf-8")
+    assert "`augment.slant=12.0`" in card and "`augment.elastic.alpha=30.0`" in card
+    plain_card = (tiny_run_dir / "README.md").read_text(encoding="utf-8")
+    assert "No augmentation" in plain_card
 
 
 def test_preview_draws_exactly_the_gallery_the_build_makes_and_writes_nothing_else(
