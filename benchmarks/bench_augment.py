@@ -45,9 +45,12 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from seqbuilder.image.augment import PRESETS, Augment  # noqa: E402
 from seqbuilder.image.engine import generate_batch  # noqa: E402
-from seqbuilder.image.options import ComposeOptions  # noqa: E402
+from seqbuilder.image.options import (  # noqa: E402
+    PRESETS,
+    Augment,
+    ComposeOptions,
+)
 from seqbuilder.mnist.load import MnistSource, load_mnist  # noqa: E402
 
 BLOCK = 4096

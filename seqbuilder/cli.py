@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .errors import BuildInterrupted, SeqbuilderError, UsageError
-from .image.augment import PRESETS
-from .image.options import Align, Background, DigitCrop, Fit
+from .image.options import PRESETS, Align, Background, DigitCrop, Fit
 from .mnist.resources import SOURCES
 
 PROG = "seqbuilder"

@@ -18,9 +18,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from ..errors import ConfigError, InvalidValueError
-from ..image.augment import Augment, Elastic
 from ..image.compose import MAX_OVERLAP, check_fits
-from ..image.options import Align, Background, DigitCrop, Fit
+from ..image.options import Align, Augment, Background, DigitCrop, Elastic, Fit
 from ..mnist.resources import Source
 from ..store.schema import (
     DEFAULT_CHUNK_SAMPLES,

@@ -15,10 +15,9 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ..image.augment import Augment
 from ..image.compose import ImageArray
 from ..image.engine import generate_batch
-from ..image.options import ComposeOptions
+from ..image.options import Augment, ComposeOptions
 from ..mnist.load import load_mnist
 from .config import BuildConfig, SequenceKind, read_sequence_file
 

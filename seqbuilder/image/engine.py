@@ -16,9 +16,9 @@ import numpy.typing as npt
 
 from ..errors import InvalidValueError
 from ..mnist.load import MnistSource
-from .augment import Augment, finish_images, transform_glyphs
+from .augment import finish_images, transform_glyphs
 from .compose import ImageArray, compose, slot_mask
-from .options import ComposeOptions
+from .options import Augment, ComposeOptions
 
 
 class Batch(NamedTuple):

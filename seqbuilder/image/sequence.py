@@ -22,10 +22,9 @@ import numpy.typing as npt
 
 from ..errors import InvalidTypeError, InvalidValueError
 from ..mnist.load import load_mnist
-from .augment import Augment, parse_augment
 from .compose import DIGIT_SIZE, MAX_OVERLAP, check_fits
 from .engine import generate_batch
-from .options import ComposeOptions
+from .options import Augment, ComposeOptions, parse_augment
 
 Seed = int | np.integer[Any] | np.random.Generator | None
 
@@ -63,7 +62,7 @@ def generate_numbers_sequence(
         background: ``"black"`` (value = raw / 255) or ``"white"`` (value = 1 - raw / 255).
         data_dir: a folder holding MNIST, tried before ``$SEQBUILDER_DATA`` and the cache.
         augment: handwriting-like variation: None or ``"none"`` (off), ``"light"``,
-            ``"heavy"``, or a mapping of the keys of :class:`~seqbuilder.image.augment.Augment`
+            ``"heavy"``, or a mapping of the keys of :class:`~seqbuilder.image.options.Augment`
             (``{"rotation": 8, "elastic": {"alpha": 30, "sigma": 4}}``; keys left out are off).
 
     Returns:

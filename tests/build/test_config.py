@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from seqbuilder.build.config import BuildConfig, SequenceKind, read_sequence_file, register_configs
 from seqbuilder.build.plan import make_recipe
-from seqbuilder.image.augment import PRESETS as AUGMENT_PRESETS
+from seqbuilder.image.options import PRESETS as AUGMENT_PRESETS
 from seqbuilder.image.options import Align, Background, DigitCrop, Fit
 from seqbuilder.mnist.resources import Source
 from seqbuilder.store.schema import Compression, StorageDtype
