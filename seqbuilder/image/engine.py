@@ -91,7 +91,9 @@ def generate_batch(
     )
     if finishing:
         assert augment is not None
-        images = finish_images(images, augment, rng, background=options.background, dtype=dtype)
+        images = finish_images(
+            images, boxes, augment, rng, background=options.background, dtype=dtype
+        )
     return Batch(images, boxes, source_index, gaps)
 
 

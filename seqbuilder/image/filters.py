@@ -202,8 +202,16 @@ def _dilate(glyphs: ByteArray) -> ByteArray:
     return out
 
 
+def blur_radius(sigma: float) -> int:
+    """The kernel half-width used for blurs up to ``sigma``: 3 sigma, at least 1 pixel."""
+    return max(1, int(np.ceil(3 * sigma)))
+
+
 def blur_samples(
-    images: npt.NDArray[np.uint8] | FloatArray, sigma: FloatArray, gain: float = 1.0
+    images: npt.NDArray[np.uint8] | FloatArray,
+    sigma: FloatArray,
+    radius: int,
+    gain: float = 1.0,
 ) -> FloatArray:
     """Blur each sample with a Gaussian of its own ``sigma`` (0: unchanged), zero outside.
 
@@ -215,13 +223,13 @@ def blur_samples(
     Args:
         images: ``(B, H, W)`` uint8 or float32.
         sigma: ``(B,)`` standard deviations in pixels, >= 0.
+        radius: the kernels' half-width, from :func:`blur_radius` of the largest sigma.
         gain: a factor folded into the kernels (``1 / 255`` turns bytes into values).
 
     Returns:
         ``(B, H, W) float32``, ``gain`` times the blurred images; kernels sum to 1.
     """
     n, height, width = images.shape
-    radius = max(1, int(np.ceil(3 * float(np.max(sigma, initial=0)))))
     kernels = _gaussian_kernels(np.asarray(sigma, np.float32), radius)  # (B, 2R + 1)
     tiles = -(-width // _BLUR_TILE)
     padded = np.zeros((n, height, tiles * _BLUR_TILE + 2 * radius), np.float32)

@@ -354,7 +354,7 @@ def test_elastic_distortion_moves_ink_locally_but_keeps_the_digit_in_place(
 def test_blur_spreads_a_point_by_its_sigma() -> None:
     point = np.zeros((3, 28, 60), np.float32)
     point[:, 14, 30] = 1
-    blurred = filters.blur_samples(point, np.array([0.0, 1.0, 1.5], np.float32))
+    blurred = filters.blur_samples(point, np.array([0.0, 1.0, 1.5], np.float32), radius=5)
     ys, xs = np.mgrid[0:28, 0:60]
 
     assert np.array_equal(blurred[0], point[0])
@@ -365,11 +365,35 @@ def test_blur_spreads_a_point_by_its_sigma() -> None:
         assert np.sqrt((image * (ys - 14) ** 2).sum()) == pytest.approx(sigma, rel=0.05)
 
 
+def test_blurring_only_the_inked_columns_equals_blurring_every_column(
+    train: MnistSource,
+) -> None:
+    rng = np.random.default_rng(12)
+    digits, lengths = rng.integers(0, 10, (150, 6)), rng.integers(1, 7, 150)
+    options = ComposeOptions(align="random")
+    blurred = dataclasses.replace(GEOMETRY, blur=(0.2, 1.3))
+    batch = generate_batch(
+        train, digits, lengths, (-2, 6), 200, options, np.random.default_rng(3), np.uint8,
+        augment=GEOMETRY,
+    )  # fmt: skip
+    finished = finish_images(
+        batch.images, batch.boxes, blurred, np.random.default_rng(4), background="black",
+        dtype=np.float32,
+    )  # fmt: skip
+    sigma = 0.2 + np.random.default_rng(4).random((150, 2))[:, 0] * 1.1
+    radius = filters.blur_radius(1.3)
+    everywhere = filters.blur_samples(batch.images, sigma.astype(np.float32), radius, 1 / 255)
+
+    assert np.allclose(finished, np.minimum(everywhere, 1), atol=1e-6)
+
+
 def test_noise_is_gaussian_with_one_level_per_sample_in_its_range() -> None:
     grey = np.full((400, 28, 100), 128, np.uint8)
+    boxes = np.full((400, 1, 4), -1, np.int16)
     noisy = finish_images(
-        grey, Augment(noise=0.1), np.random.default_rng(0), background="black", dtype=np.float32
-    )
+        grey, boxes, Augment(noise=0.1), np.random.default_rng(0), background="black",
+        dtype=np.float32,
+    )  # fmt: skip
     deviations = (noisy - np.float32(128 / 255)).std(axis=(1, 2))
 
     assert deviations.max() <= 0.1 * 1.05 and deviations.min() < 0.005
