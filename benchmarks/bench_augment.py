@@ -10,11 +10,13 @@ Prints, for this machine and in one run:
 (a) the batch engine's rate, one core, for ``augment=none``, ``light`` and ``heavy``:
     ``generate_batch`` on blocks of 4096 five-digit sequences, width 200, uint8, in samples
     and digits per second (best of ``--repeats`` timed blocks, CPU time of this process);
-(b) the same per-digit transforms as ``heavy`` done the way users do them today: a Python loop
-    over the digits, each through ``albumentations.Compose([Affine(rotate, shear, scale,
-    translate_px), ElasticTransform(alpha, sigma)])`` with OpenCV on one thread; and the ratio
-    (a) heavy / (b) in digits per second (the engine's figure also includes composing the
-    sequences and the per-sample blur, which the loop does not do);
+(a') the per-digit transforms alone, the same as (b) does: ``transform_glyphs`` with
+    ``heavy``'s slant, rotation, scale, baseline and elastic keys on the digits of those blocks;
+(b) the same per-digit transforms done the way users do them today: a Python loop over the
+    digits, each through ``albumentations.Compose([Affine(rotate, shear, scale, translate_px),
+    ElasticTransform(alpha, sigma)])`` with OpenCV on one thread; and the ratios (a) heavy / (b)
+    (the whole engine: it also changes stroke widths, composes the sequences and blurs them,
+    which the loop does not do) and (a') / (b), in digits per CPU second;
 (c) the end-to-end rate of ``seqbuilder build`` writing ``--count`` train images of the
     default configuration (1 to 6 digits, width 200, gzip level 4) with ``workers=--workers``,
     clean (``augment=none``, the default build) and ``augment=heavy``, wall time of the whole
@@ -35,6 +37,7 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
 import subprocess  # noqa: E402
@@ -45,12 +48,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from seqbuilder.image.augment import transform_glyphs  # noqa: E402
 from seqbuilder.image.engine import generate_batch  # noqa: E402
-from seqbuilder.image.options import (  # noqa: E402
-    PRESETS,
-    Augment,
-    ComposeOptions,
-)
+from seqbuilder.image.options import PRESETS, Augment, ComposeOptions  # noqa: E402
 from seqbuilder.mnist.load import MnistSource, load_mnist  # noqa: E402
 
 BLOCK = 4096
@@ -72,6 +72,19 @@ def engine_rate(split: MnistSource, params: Augment, repeats: int) -> float:
         generate_batch(split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8, params)
         best = min(best, time.process_time() - start)
     return BLOCK / best
+
+
+def transforms_rate(split: MnistSource, params: Augment, repeats: int) -> float:
+    """Return (a'): digits per CPU second of ``transform_glyphs`` alone, one core."""
+    rng = np.random.default_rng(0)
+    glyphs = split.images[rng.integers(0, len(split.images), (BLOCK, LENGTH))]
+    transform_glyphs(glyphs, None, params, rng)  # warm up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        transform_glyphs(glyphs, None, params, rng)
+        best = min(best, time.process_time() - start)
+    return BLOCK * LENGTH / best
 
 
 def albumentations_rate(split: MnistSource, params: Augment, count: int) -> float:
@@ -128,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
 
     split = load_mnist("train")
     rates = {name: engine_rate(split, params, args.repeats) for name, params in PRESETS.items()}
+    geometry = dataclasses.replace(PRESETS["heavy"], thickness=(0.0, 0.0), blur=(0.0, 0.0))
+    transforms = transforms_rate(split, geometry, args.repeats)
     album = albumentations_rate(split, PRESETS["heavy"], args.digits)
     with tempfile.TemporaryDirectory() as folder:
         clean = build_rate(args.count, args.workers, "none", Path(folder) / "none")
@@ -139,8 +154,12 @@ def main(argv: list[str] | None = None) -> int:
             f"(a) engine, augment={name:5s}: {rate:>10,.0f} samples/s  "
             f"{rate * LENGTH:>11,.0f} digits/s  ({rate / rates['none']:.1%} of none)"
         )
+    print(f"(a') heavy's warp alone (transform_glyphs): {transforms:,.0f} digits/s")
     print(f"(b) albumentations per digit, Affine + ElasticTransform: {album:,.0f} digits/s")
-    print(f"    (a) heavy / (b): {rates['heavy'] * LENGTH / album:.1f}x")
+    print(
+        f"    (a) heavy / (b): {rates['heavy'] * LENGTH / album:.1f}x; "
+        f"(a') / (b): {transforms / album:.1f}x"
+    )
     print(
         f"(c) build {args.count:,} images, workers={args.workers}, augment=none: {clean:,.0f} img/s"
     )
