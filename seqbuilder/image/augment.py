@@ -27,9 +27,9 @@ Draw order, after the engine's draws of MNIST samples and gaps (so ``labels``, `
 thickness) and ``(B, L, 5)`` per digit slot (rotation, scale, baseline, elastic window row and
 column), drawn whenever a per-digit key is on; then composition's draws; then ``(B, 2)``
 uniforms (blur, noise level) and the noise (chunk by chunk, see :func:`finish_images`),
-whenever blur or noise is on. With every key off
-nothing is drawn, so ``augment="none"`` gives exactly the unaugmented bytes. Each key reads
-its own uniforms, so changing one key's range leaves every other key's effect as it was.
+whenever blur or noise is on. With every key off nothing is drawn, so ``augment="none"``
+gives exactly the unaugmented bytes. Each key reads its own uniforms, so changing one key's
+range leaves every other key's effect as it was.
 """
 
 from __future__ import annotations

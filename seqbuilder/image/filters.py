@@ -2,8 +2,9 @@
 
 Each function works on a whole stack at once, ``(N, 28, 28)`` digit glyphs or ``(B, 28, W)``
 samples, with per-item parameters as arrays: there is no Python loop over digits, samples or
-pixels (the only loops run over a handful of filter steps). Numpy only; nothing here draws a
-random number except from the ``rng`` it is given, and nothing touches a file.
+pixels (the only loops run over a handful of filter steps). Numpy only; nothing touches a
+file, and the only random numbers not drawn from an ``rng`` argument are the elastic planes',
+from a fixed seed.
 
 - :func:`warp_glyphs`: one inverse mapping and bilinear sampling pass, from per-glyph affine
   maps and displacement fields, for every glyph of a block.
@@ -30,7 +31,7 @@ GLYPH = 28  # MNIST glyphs are GLYPH x GLYPH
 CENTER = (GLYPH - 1) / 2  # the pixel-centre coordinate of the middle of a glyph
 PLANE = 512  # side of the periodic noise plane elastic fields are cut from
 _PLANE_SEED = 20030803  # fixes the plane, so a field depends only on its sigma and offset
-_BLUR_TILE = 32  # columns per matrix product of the horizontal blur
+_BLUR_TILE = 16  # columns per matrix product of the horizontal blur
 _NOISE_LEVELS = 1 << 16  # quantiles of the noise table: one uint16 draw per pixel
 
 
@@ -67,23 +68,28 @@ def warp_glyphs(
     # Source coordinates in the glyph padded by one pixel (hence CENTER + 1): the field, plus a
     # per-column and a per-row term of the linear map, each added in one pass over the grid.
     origin = np.float32((CENTER + 1) * FRACTION)
+    # Rows count on through the glyphs (glyph k's padded rows start at 30 k), so the row and
+    # column alone address the packed neighbourhoods; each glyph's rows are clipped to its own.
+    first_row = (np.arange(n, dtype=np.int32) * (_SIDE - 1) * FRACTION)[:, None, None]
     coordinates = []
     for axis_index in (0, 1):
         by_column = _fixed(inv[:, axis_index, 0, None] * qx)[:, None, :]
         by_row = _fixed(inv[:, axis_index, 1, None] * qy + origin)[:, :, None]
+        low = np.int32(0) if axis_index == 0 else first_row
+        if axis_index == 1:
+            by_row += first_row
         if field is None or offsets is None:
             grid = by_column + by_row
         else:
             grid = _windows(field[axis_index], offsets) + by_column
             grid += by_row
         # Clipped to [0, 29] pixels, anything beyond the glyph reads its zero padding.
-        np.clip(grid, 0, (GLYPH + 1) * FRACTION, out=grid)
+        np.clip(grid, low, low + (GLYPH + 1) * FRACTION, out=grid)
         coordinates.append(grid.view(np.uint32))  # now >= 0: the same bits
     sx, sy = coordinates
-    index = (sy >> _BITS).astype(np.intp)
+    index = sy >> _BITS
     index *= _SIDE - 1
     index += sx >> _BITS
-    index += (np.arange(n, dtype=np.intp) * (_SIDE - 1) ** 2)[:, None, None]
     packed = np.take(_neighbourhoods(glyphs), index)  # (N, 28, 28) uint32: tl, tr, bl, br
     fx, fy = sx & np.uint32(FRACTION - 1), sy & np.uint32(FRACTION - 1)
     # Two 16-bit lanes interpolate the top (tl, tr) and bottom (bl, br) pairs at once.
