@@ -175,11 +175,14 @@ def finish_images(
     first, last = np.clip(first, 0, width), np.clip(last, 0, width)
     order = np.argsort(last - first, kind="stable") if blurring else np.arange(n_samples)
     out = np.empty(raw.shape, dtype)
+    buffer = np.empty((min(CHUNK_SAMPLES, n_samples), *raw.shape[1:]), np.float32)
     for start in range(0, n_samples, CHUNK_SAMPLES):
         chosen = order[start : start + CHUNK_SAMPLES]
         if blurring:
             left, right = int(first[chosen].min()), int(last[chosen].max())
-            values = np.zeros((len(chosen), *raw.shape[1:]), np.float32)
+            values = buffer[: len(chosen)]
+            values[:, :, :left] = 0
+            values[:, :, right:] = 0
             if right > left:
                 crop = raw[chosen, :, left:right]
                 values[:, :, left:right] = filters.blur_samples(

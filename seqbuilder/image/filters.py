@@ -39,7 +39,7 @@ def warp_glyphs(
     glyphs: ByteArray,
     inverse: FloatArray,
     shift: FloatArray,
-    field: npt.NDArray[np.int32] | None = None,
+    field: npt.NDArray[np.int16] | None = None,
     offsets: npt.NDArray[np.intp] | None = None,
 ) -> ByteArray:
     """Resample every glyph through its own map, in one bilinear pass.
@@ -133,15 +133,15 @@ def _neighbourhoods(glyphs: ByteArray) -> npt.NDArray[np.uint32]:
     return quads.reshape(-1)
 
 
-def _windows(plane: npt.NDArray[np.int32], offsets: npt.NDArray[np.intp]) -> npt.NDArray[np.int32]:
+def _windows(plane: npt.NDArray[np.int16], offsets: npt.NDArray[np.intp]) -> npt.NDArray[np.int16]:
     """``(N, 28, 28)`` copies of the windows of ``plane`` at each (row, column) offset."""
     windows = np.lib.stride_tricks.sliding_window_view(plane, (GLYPH, GLYPH))
-    picked: npt.NDArray[np.int32] = windows[offsets[:, 0], offsets[:, 1]]
+    picked: npt.NDArray[np.int16] = windows[offsets[:, 0], offsets[:, 1]]
     return picked
 
 
 @lru_cache(maxsize=4)
-def elastic_planes(sigma: float, alpha: float) -> npt.NDArray[np.int32]:
+def elastic_planes(sigma: float, alpha: float) -> npt.NDArray[np.int16]:
     """Two periodic planes of displacement that each digit's elastic field is a window of.
 
     Each is ``PLANE x PLANE`` uniform noise on ``[-1, 1]`` smoothed by a unit-sum Gaussian of
@@ -152,14 +152,17 @@ def elastic_planes(sigma: float, alpha: float) -> npt.NDArray[np.int32]:
     comes from a fixed seed, so a field depends only on its keys and window.
 
     Returns:
-        ``(2, PLANE + 28, PLANE + 28) int32``: ``dx`` and ``dy`` in 1/256 pixel.
+        ``(2, PLANE + 28, PLANE + 28) int16``: ``dx`` and ``dy`` in 1/256 pixel.
     """
     noise = np.random.default_rng(_PLANE_SEED).uniform(-1, 1, (2, PLANE, PLANE))
     frequency = np.fft.fftfreq(PLANE)
     transfer = np.exp(-2 * (np.pi * sigma) ** 2 * frequency**2)  # a unit-sum Gaussian
     spectrum = np.fft.fft2(noise) * transfer[:, None] * transfer[None, :]
     smooth = np.fft.ifft2(spectrum).real * (alpha * FRACTION)
-    wrapped = np.pad(np.rint(smooth).astype(np.int32), ((0, 0), (0, GLYPH), (0, GLYPH)), "wrap")
+    # int16 halves the memory the windows are read from; beyond +-100 pixels (only reached
+    # with a tiny sigma and a huge alpha) every displacement leaves the glyph anyway.
+    fixed = np.clip(np.rint(smooth), -100 * FRACTION, 100 * FRACTION).astype(np.int16)
+    wrapped = np.pad(fixed, ((0, 0), (0, GLYPH), (0, GLYPH)), "wrap")
     wrapped.flags.writeable = False
     return wrapped
 

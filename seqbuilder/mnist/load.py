@@ -301,7 +301,11 @@ def find_ink_boxes(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
 
     ``(0, 0, 0, 0)`` for a blank image. Read-only. Augmentation calls it on transformed glyphs.
     """
-    rows: npt.NDArray[np.bool_] = np.asarray(images.any(axis=2))  # (N, 28): row has ink
+    # A row of 28 bytes read as 7 words: fewer, wider elements make the reduction cheaper.
+    words = (
+        images.view(np.uint32) if images.flags.c_contiguous and images.shape[2] % 4 == 0 else images
+    )
+    rows: npt.NDArray[np.bool_] = np.asarray(words.any(axis=2))  # (N, 28): row has ink
     cols: npt.NDArray[np.bool_] = np.asarray(images.any(axis=1))  # (N, 28): column has ink
     height, width = images.shape[1:]
     boxes = np.stack(
