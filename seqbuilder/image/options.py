@@ -133,7 +133,7 @@ class Augment:
 
     Construct one directly, by :func:`parse_augment` from a preset name or a mapping, or take
     one of :data:`PRESETS`. Invalid values raise :class:`~seqbuilder.errors.InvalidValueError`
-    naming the key (``augment.elastic.sigma (-1) must be >= 0``).
+    naming the key (``augment.elastic.sigma (-1.0) must be in [0, 16]``).
     """
 
     slant: float = 0.0  # degrees: one shear angle per sample, uniform in [-slant, slant]
@@ -146,6 +146,9 @@ class Augment:
     noise: float = 0.0  # value units: one noise standard deviation per sample in [0, noise]
 
     def __post_init__(self) -> None:
+        for key in ("scale", "thickness", "blur"):  # a list from YAML or a caller: a pair
+            low, high = getattr(self, key)
+            object.__setattr__(self, key, (float(low), float(high)))
         _check_angle("slant", self.slant)
         _check_angle("rotation", self.rotation)
         _check_range("scale", self.scale, 0.0, LIMITS["scale"], low_open=True)
