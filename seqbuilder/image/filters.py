@@ -59,8 +59,14 @@ def warp_glyphs(
 
     Returns:
         ``(N, 28, 28) uint8``.
+
+    Raises:
+        ValueError: more than :data:`MAX_WARP_GLYPHS` glyphs at once (coordinates are int32;
+            :func:`~seqbuilder.image.augment.transform_glyphs` passes a few hundred at a time).
     """
     n = len(glyphs)
+    if n > MAX_WARP_GLYPHS:
+        raise ValueError(f"warp_glyphs takes at most {MAX_WARP_GLYPHS} glyphs at once, got {n}")
     axis = np.arange(GLYPH, dtype=np.float32) - np.float32(CENTER)
     qx = (axis[None, :] - shift[:, 0, None]) * FRACTION  # (N, 28) output columns
     qy = (axis[None, :] - shift[:, 1, None]) * FRACTION  # (N, 28) output rows
@@ -112,6 +118,7 @@ def warp_glyphs(
 FRACTION = 256  # fixed-point steps per pixel of the warp
 _BITS = 8  # log2(FRACTION)
 _SIDE = GLYPH + 3  # padded glyph: one zero row/column before, two after
+MAX_WARP_GLYPHS = (2**31 - 1) // ((_SIDE - 1) * FRACTION) - 1  # rows counted on stay int32
 
 
 def _fixed(values: FloatArray) -> npt.NDArray[np.int32]:

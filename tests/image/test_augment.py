@@ -425,6 +425,15 @@ def test_a_positive_slant_leans_the_top_right_and_the_identity_warp_is_exact() -
     assert columns[5] > columns[22]  # top row right of the bottom row
 
 
+def test_the_warp_refuses_more_glyphs_than_its_int32_coordinates_can_address() -> None:
+    count = filters.MAX_WARP_GLYPHS + 1
+    glyphs = np.broadcast_to(np.zeros((28, 28), np.uint8), (count, 28, 28))
+    inverse = np.broadcast_to(np.eye(2, dtype=np.float32), (count, 2, 2))
+
+    with pytest.raises(ValueError, match=rf"at most {count - 1} glyphs at once, got {count}"):
+        filters.warp_glyphs(glyphs, inverse, np.zeros((count, 2), np.float32))
+
+
 # --- boxes: exact, checked by rendering each digit alone -----------------------------------------
 
 
