@@ -161,9 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         f"(a') / (b): {transforms / album:.1f}x"
     )
     print(
-        f"(c) build {args.count:,} images, workers={args.workers}, augment=none: {clean:,.0f} img/s"
+        f"(c) build {args.count:,} images, workers={args.workers}, augment=none: "
+        f"{clean[0]:,.0f} img/s ({clean[1]:,.0f} per CPU second)"
     )
-    print(f"    augment=heavy: {heavy:,.0f} img/s ({heavy / clean:.0%} of the clean build)")
+    print(
+        f"    augment=heavy: {heavy[0]:,.0f} img/s ({heavy[1]:,.0f} per CPU second): "
+        f"{heavy[0] / clean[0]:.0%} of the clean build ({heavy[1] / clean[1]:.0%} per CPU second)"
+    )
     return 0
 
 
