@@ -1,4 +1,5 @@
-"""The ``seqbuilder`` command line: ``image``, ``build``, ``gallery``, ``merge`` and ``info``.
+"""The ``seqbuilder`` command line: ``image``, ``build``, ``preview``, ``gallery``, ``merge``
+and ``info``.
 
 This is the one place that prints results and turns user errors into exit status 2 with a
 single ``seqbuilder: error: ...`` line on stderr.
@@ -16,7 +17,7 @@ from typing import NoReturn
 
 from .build.stopping import StopRequested, interruptible, stop_signals
 from .errors import BuildInterrupted, JobError, SeqbuilderError, UsageError
-from .image.options import Align, Background, DigitCrop, Fit
+from .image.options import PRESETS, Align, Background, DigitCrop, Fit
 from .mnist.resources import SOURCES
 
 PROG = "seqbuilder"
@@ -46,6 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: list[str]) -> int:
     if args[:1] == ["build"]:
         return _guard(lambda: _build(args[1:]), args)
+    if args[:1] == ["preview"]:  # overrides and flags mix freely, so it parses its own argv
+        try:
+            preview_args = _preview_parser().parse_intermixed_args(args[1:])
+        except UsageError as error:
+            return _report(str(error))
+
+        def run_preview() -> int:
+            with interruptible():  # writes one PNG, through an atomic rename
+                return _preview(preview_args)
+
+        return _guard(run_preview, args)
     parser = _make_parser()
     try:
         namespace = parser.parse_args(args)
@@ -128,12 +140,20 @@ def _make_parser() -> _Parser:
     image.add_argument("--digit-crop", choices=[m.value for m in DigitCrop], default="box")
     image.add_argument("--background", choices=[m.value for m in Background], default="black")
     image.add_argument("--source", choices=SOURCES, default="train", help="MNIST split")
+    image.add_argument(
+        "--augment", choices=list(PRESETS), default="none", help="handwriting variation preset"
+    )
     image.add_argument("--data-dir", type=Path, default=None, help="folder holding MNIST")
     image.set_defaults(command=_image)
 
     commands.add_parser(
         "build",
         help="build HDF5 datasets from conf/ (a Hydra app: see seqbuilder build --help)",
+        add_help=False,
+    )
+    commands.add_parser(
+        "preview",
+        help="a PNG of the first samples a build configuration makes, without building",
         add_help=False,
     )
 
@@ -197,6 +217,7 @@ def _image(args: argparse.Namespace) -> int:
         digit_crop=args.digit_crop,
         background=args.background,
         data_dir=args.data_dir,
+        augment=args.augment,
     )
     output = args.output if args.output is not None else Path(f"{args.sequence}.png")
     save_png(image, output)
@@ -243,6 +264,30 @@ def _gallery(args: argparse.Namespace) -> int:
             f"({right / max(result.predicted, 1):.2%} right); showing {len(result.shown)}"
         )
     print(result.path)
+    return 0
+
+
+_PREVIEW_HELP = (
+    "Draw the first --count samples that `seqbuilder build OVERRIDES` would write to a split, "
+    "made in memory in a second or two: no run directory, no HDF5. The overrides are the "
+    "build's (e.g. augment=heavy augment.slant=30 width=256); the PNG equals that build's "
+    "gallery. Use it to tune augment.* and the layout keys."
+)
+
+
+def _preview_parser() -> _Parser:
+    parser = _Parser(prog=f"{PROG} preview", description=_PREVIEW_HELP)
+    parser.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="e.g. augment=heavy")
+    parser.add_argument("--count", type=int, default=32, help="samples to show (default 32)")
+    parser.add_argument("--output", type=Path, default=Path("preview.png"), help="PNG path")
+    parser.add_argument("--split", default=None, help="split to show (default: the first)")
+    return parser
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from .build.preview import render_preview
+
+    print(render_preview(args.overrides, args.count, args.output, args.split))
     return 0
 
 

@@ -325,7 +325,7 @@ def test_python_m_seqbuilder_help_lists_every_command() -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: seqbuilder ")
-    for command in ("image", "build", "gallery", "info"):
+    for command in ("image", "build", "preview", "gallery", "info", "merge"):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -17,7 +18,7 @@ from .._atomic import write_text
 from .._version import __version__
 from ..store.provenance import data_keys
 from ..store.schema import FORMAT_VERSION, SCHEMA
-from .config import BuildConfig
+from .config import AugmentConfig, BuildConfig
 
 MNIST_LICENSE = "CC BY-SA 3.0 (the MNIST database, LeCun, Cortes and Burges)"
 
@@ -95,6 +96,7 @@ Built by seqbuilder {__version__} with:
 Images of {what}, made of handwritten MNIST digits, {config.width} x 28 pixels,
 gaps of {config.spacing.min} to {config.spacing.max} pixels, `fit={config.fit.value}`,
 `digit_crop={config.digit_crop.value}`, `background={config.background.value}`, seed {config.seed}.
+{_augmentation(config)}
 
 | file | samples | digit images from |
 |---|---|---|
@@ -110,6 +112,27 @@ The digit images come from the MNIST database, so this dataset inherits its lice
 {MNIST_LICENSE}.
 """
     return write_text(run_dir / "README.md", text)
+
+
+def _augmentation(config: BuildConfig) -> str:
+    """One sentence naming the augmentation keys that are on, or saying there is none."""
+    default = _flat(dataclasses.asdict(AugmentConfig()))
+    on = {key: value for key, value in _flat(dataclasses.asdict(config.augment)).items()
+          if value != default[key]}  # fmt: skip
+    if not on:
+        return "No augmentation: every digit is an MNIST image as it is."
+    keys = ", ".join(f"`augment.{key}={value}`" for key, value in on.items())
+    return f"Augmented (the digits are transformed, their boxes follow their ink): {keys}."
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def write_resolved_config(run_dir: Path, config_yaml: str) -> Path:

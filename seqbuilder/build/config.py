@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from ..errors import ConfigError, InvalidValueError
 from ..image.compose import MAX_OVERLAP, check_fits
-from ..image.options import Align, Background, DigitCrop, Fit
+from ..image.options import Align, Augment, Background, DigitCrop, Elastic, Fit
 from ..mnist.resources import Source
 from ..store.schema import (
     DEFAULT_CHUNK_SAMPLES,
@@ -164,6 +164,61 @@ class ShardConfig:
 
 
 @dataclass
+class ElasticConfig:
+    # displacement scale, in pixels per unit of smoothed noise (Simard et al. use 34); 0: off
+    alpha: float = 0.0
+    # Gaussian smoothing of the random displacement field, in pixels (> 0 when alpha is)
+    sigma: float = 0.0
+
+
+@dataclass
+class AugmentConfig:
+    # degrees: one shear angle per sample, uniform in [-slant, slant] (a writer's slant)
+    slant: float = 0.0
+    # degrees: one angle per digit, uniform in [-rotation, rotation]
+    rotation: float = 0.0
+    # [min, max]: one size factor per digit, uniform
+    scale: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    # pixels: one vertical shift per digit, an integer in [-baseline, baseline]
+    baseline: int = 0
+    # [min, max] pixels: one stroke-width change per sample (negative thins)
+    thickness: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    # per-digit elastic distortion (Simard et al., 2003)
+    elastic: ElasticConfig = field(default_factory=ElasticConfig)
+    # [min, max] pixels: one Gaussian blur sigma per sample
+    blur: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    # value units: one additive Gaussian noise level per sample, uniform in [0, noise]
+    noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.to_augment()  # every check, with messages naming the key
+
+    def to_augment(self) -> Augment:
+        """Return these keys as the image layer's validated :class:`Augment`.
+
+        Raises:
+            ConfigError: a value out of range or a pair that is not ``[min, max]``.
+        """
+        pairs = {"scale": self.scale, "thickness": self.thickness, "blur": self.blur}
+        for key, pair in pairs.items():
+            if len(pair) != 2:
+                raise ConfigError(f"augment.{key} ({list(pair)!r}) must be [min, max]")
+        try:
+            return Augment(
+                slant=self.slant,
+                rotation=self.rotation,
+                scale=(self.scale[0], self.scale[1]),
+                baseline=self.baseline,
+                thickness=(self.thickness[0], self.thickness[1]),
+                elastic=Elastic(alpha=self.elastic.alpha, sigma=self.elastic.sigma),
+                blur=(self.blur[0], self.blur[1]),
+                noise=self.noise,
+            )
+        except InvalidValueError as error:
+            raise ConfigError(str(error)) from None
+
+
+@dataclass
 class BuildConfig:
     # the whole build is a pure function of the configuration and this seed
     seed: int = 0
@@ -195,6 +250,8 @@ class BuildConfig:
     shard: ShardConfig = field(default_factory=ShardConfig)
     # continue an interrupted build in the same hydra.run.dir with the same configuration
     resume: bool = False
+    # handwriting-like variation of the digits (the augment group: none, light, heavy)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         if self.seed < 0:

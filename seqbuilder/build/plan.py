@@ -1,7 +1,7 @@
 """The build plan: what every block of every split holds, as a pure function of the config.
 
 A split of N samples is cut into blocks of :data:`BLOCK_SAMPLES`. Block ``b`` of split ``s`` draws
-everything (sequences, MNIST samples, gaps, offsets) from
+everything (sequences, MNIST samples, gaps, augmentation, offsets) from
 ``SeedSequence([seed, crc32(s), b])``, so a block's content never depends on which process
 made it, how many workers there are, or which other splits the config holds. A streamed epoch
 ``e >= 1`` (:class:`~seqbuilder.build.stream.SequenceStream`) draws the same block from
@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from ..image.compose import ImageArray
 from ..image.engine import generate_batch
-from ..image.options import ComposeOptions
+from ..image.options import Augment, ComposeOptions
 from ..mnist.load import load_mnist
 from .config import BuildConfig, SequenceKind, read_sequence_file
 
@@ -51,6 +51,7 @@ class Recipe:
     options: ComposeOptions
     dtype: str
     data_dir: str | None
+    augment: Augment  # all keys off (augment=none): nothing drawn, nothing changed
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ def make_recipe(config: BuildConfig) -> Recipe:
         ),
         dtype=config.storage.dtype.value,
         data_dir=config.data.dir,
+        augment=config.augment.to_augment(),
     )
 
 
@@ -161,7 +163,15 @@ def make_block(recipe: Recipe, plan: SplitPlan, block_id: int, *, epoch: int = 0
     dtype = np.uint8 if recipe.dtype == "uint8" else np.float32
     split = load_mnist(plan.source, recipe.data_dir)
     batch = generate_batch(
-        split, digits, lengths, recipe.spacing, recipe.width, recipe.options, rng, dtype
+        split,
+        digits,
+        lengths,
+        recipe.spacing,
+        recipe.width,
+        recipe.options,
+        rng,
+        dtype,
+        augment=recipe.augment,
     )
     valid = np.arange(recipe.max_length) < lengths[:, None]
     return Block(

@@ -146,16 +146,16 @@ def compose(
 
     if padded is None or padded.all():
         raw = _place(glyphs, window, valid, width, overlapping)
-        return _finish(raw, options.background, dtype), boxes
+        return encode_values(raw, options.background, dtype), boxes
     canvas_width = int(natural.max())
     raw = _place(glyphs, window, valid, canvas_width, overlapping)
     images = np.empty((n_samples, DIGIT_SIZE, width), dtype)
     if padded.any():
-        images[padded] = _finish(raw[padded, :, :width], options.background, dtype)
+        images[padded] = encode_values(raw[padded, :, :width], options.background, dtype)
     for natural_width in np.unique(natural[~padded]):
         chosen = np.flatnonzero(~padded & (natural == natural_width))
         scaled = _resample(raw[chosen, :, :natural_width], width)
-        images[chosen] = _finish(scaled, options.background, dtype)
+        images[chosen] = encode_values(scaled, options.background, dtype)
         factor = width / natural_width
         xs = boxes[chosen][..., [0, 2]].astype(np.float64)
         xs[..., 0] = np.floor(xs[..., 0] * factor)
@@ -250,12 +250,15 @@ def _row_starts(n_samples: int, padded_width: int, margin: int) -> IntArray:
     return starts
 
 
-def _finish(
+def encode_values(
     raw: ImageArray,
     background: str,
     dtype: type[np.uint8] | type[np.float32],
 ) -> ImageArray:
-    """Convert raw bytes (or resampled floats in [0, 1]) to ``dtype`` under ``background``."""
+    """Convert raw bytes (or floats in [0, 1], ink on black) to ``dtype`` under ``background``.
+
+    Returns ``(B, 28, W)`` of ``dtype``: ``round(value * 255)`` for uint8, the value for float32.
+    """
     if raw.dtype == np.uint8:
         if dtype is np.uint8:
             out_u8 = np.ascontiguousarray(raw)

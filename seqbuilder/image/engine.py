@@ -1,13 +1,14 @@
 """The batch engine: draw the digit images and gaps of a block of sequences, then compose it.
 
-Every random choice (which MNIST sample shows each digit, each gap, a random offset) comes
-from one ``numpy.random.Generator``, drawn in a fixed order, so a seed fixes the result. The
-single-image API and the dataset builder both call :func:`generate_batch`, so there is one code
-path from draws to pixels. Pure: it never opens a file.
+Every random choice (which MNIST sample shows each digit, each gap, the augmentation, a random
+offset) comes from one ``numpy.random.Generator``, drawn in a fixed order, so a seed fixes the
+result. The single-image API and the dataset builder both call :func:`generate_batch`, so there
+is one code path from draws to pixels. Pure: it never opens a file.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -15,8 +16,9 @@ import numpy.typing as npt
 
 from ..errors import InvalidValueError
 from ..mnist.load import MnistSource
+from .augment import finish_images, transform_glyphs
 from .compose import ImageArray, compose, slot_mask
-from .options import ComposeOptions
+from .options import Augment, ComposeOptions
 
 
 class Batch(NamedTuple):
@@ -37,14 +39,18 @@ def generate_batch(
     options: ComposeOptions,
     rng: np.random.Generator,
     dtype: type[np.uint8] | type[np.float32] = np.float32,
+    augment: Augment | None = None,
 ) -> Batch:
     """Draw the MNIST samples and gaps for a block of sequences, then compose them.
 
     The draws happen in this order: one ``(B, 2L - 1)`` block of uniform floats (per sample,
-    first one per digit slot choosing its MNIST sample, then one per gap), then ``compose``'s
-    random offsets; changing the order changes every dataset. An integer in ``[0, k)`` is taken
-    as ``floor(u * k)``: uniform to within ``k / 2**53``, and one vectorised draw is several
-    times faster than ``Generator.integers`` with per-element bounds.
+    first one per digit slot choosing its MNIST sample, then one per gap), then the per-digit
+    augmentation's, then ``compose``'s random offsets, then the per-sample augmentation's
+    (see :mod:`seqbuilder.image.augment`); changing the order changes every dataset. With no
+    augmentation (None or all keys off) nothing is drawn for it and no pixel changes. An
+    integer in ``[0, k)`` is taken as ``floor(u * k)``: uniform to within ``k / 2**53``, and
+    one vectorised draw is several times faster than ``Generator.integers`` with per-element
+    bounds.
 
     Args:
         split: the MNIST split to draw digit images from.
@@ -55,6 +61,7 @@ def generate_batch(
         options: validated composition options.
         rng: the generator every random choice comes from.
         dtype: ``np.float32`` values in [0, 1] or ``np.uint8`` ``round(value * 255)``.
+        augment: validated augmentation keys, or None.
 
     Returns:
         The composed :class:`Batch`.
@@ -67,16 +74,26 @@ def generate_batch(
     source_index = draw_sources(split, digits, valid, uniform[:, :n_slots])
     gaps = spacing[0] + (uniform[:, n_slots:] * (spacing[1] - spacing[0] + 1)).astype(np.int64)
     safe_index = source_index if valid is None else np.maximum(source_index, 0)
+    glyphs, ink_boxes = split.images[safe_index], split.ink_boxes[safe_index]
+    if augment is not None and augment.per_digit:
+        glyphs, ink_boxes = transform_glyphs(glyphs, valid, augment, rng)
+    # Blur and noise work on values, white ink on black; the background and dtype come last.
+    finishing = augment is not None and augment.per_sample
     images, boxes = compose(
-        split.images[safe_index],
-        split.ink_boxes[safe_index],
+        glyphs,
+        ink_boxes,
         lengths_64,
         gaps,
         width,
-        options=options,
+        options=replace(options, background="black") if finishing else options,
         rng=rng,
-        dtype=dtype,
+        dtype=np.uint8 if finishing else dtype,
     )
+    if finishing:
+        assert augment is not None
+        images = finish_images(
+            images, boxes, augment, rng, background=options.background, dtype=dtype
+        )
     return Batch(images, boxes, source_index, gaps)
 
 

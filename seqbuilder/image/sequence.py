@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ from ..errors import InvalidTypeError, InvalidValueError
 from ..mnist.load import load_mnist
 from .compose import DIGIT_SIZE, MAX_OVERLAP, check_fits
 from .engine import generate_batch
-from .options import ComposeOptions
+from .options import Augment, ComposeOptions, parse_augment
 
 Seed = int | np.integer[Any] | np.random.Generator | None
 
@@ -41,6 +41,7 @@ def generate_numbers_sequence(
     digit_crop: str = "box",
     background: str = "black",
     data_dir: str | os.PathLike[str] | None = None,
+    augment: str | Mapping[str, Any] | Augment | None = None,
 ) -> npt.NDArray[np.float32]:
     """Return an image of ``digits`` written with random MNIST samples side by side.
 
@@ -60,6 +61,9 @@ def generate_numbers_sequence(
             inked columns, so gaps are measured between strokes.
         background: ``"black"`` (value = raw / 255) or ``"white"`` (value = 1 - raw / 255).
         data_dir: a folder holding MNIST, tried before ``$SEQBUILDER_DATA`` and the cache.
+        augment: handwriting-like variation: None or ``"none"`` (off), ``"light"``,
+            ``"heavy"``, or a mapping of the keys of :class:`~seqbuilder.image.options.Augment`
+            (``{"rotation": 8, "elastic": {"alpha": 30, "sigma": 4}}``; keys left out are off).
 
     Returns:
         ``(28, image_width) float32`` array with values in ``[0, 1]``.
@@ -68,7 +72,8 @@ def generate_numbers_sequence(
         TypeError: an argument has the wrong type (a float digit, a string width, ...).
         ValueError: a digit outside 0..9, an empty sequence, ``min > max``, ``min < -27``, a
             width below 1, an unknown option, or, with ``fit="pad"``, an ``image_width`` too
-            small for the widest possible composition (the message gives the minimum).
+            small for the widest possible composition (the message gives the minimum), an
+            unknown augment preset or key, or an augment value out of its range.
         MnistNotFoundError: no MNIST copy was found or downloaded.
     """
     digit_array = validate_digits(digits)
@@ -76,10 +81,18 @@ def generate_numbers_sequence(
     width = validate_width(image_width)
     options = ComposeOptions.of(fit, align, digit_crop, background)
     check_fits(digit_array.size, spacing[1], width, options.fit, subject=f"image_width={width}")
+    params = parse_augment(augment)
     rng = make_rng(seed)
     split = load_mnist(source, data_dir)
     batch = generate_batch(
-        split, digit_array[None, :], np.array([digit_array.size]), spacing, width, options, rng
+        split,
+        digit_array[None, :],
+        np.array([digit_array.size]),
+        spacing,
+        width,
+        options,
+        rng,
+        augment=params,
     )
     image: npt.NDArray[np.float32] = batch.images[0]
     return image

@@ -280,7 +280,7 @@ def _make_split(
         label_order=label_order,
         label_starts=label_starts,
         label_counts=label_counts,
-        ink_boxes=_ink_boxes(images),
+        ink_boxes=find_ink_boxes(images),
         location=location,
         source=source,
     )
@@ -296,9 +296,16 @@ def _idx_sha256(images: npt.NDArray[np.uint8]) -> str:
     return digest.hexdigest()
 
 
-def _ink_boxes(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
-    """Return ``(N, 4)`` int16 ``x0, y0, x1, y1`` of the nonzero pixels of each image."""
-    rows: npt.NDArray[np.bool_] = np.asarray(images.any(axis=2))  # (N, 28): row has ink
+def find_ink_boxes(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
+    """Return ``(N, 4)`` int16 ``x0, y0, x1, y1`` (end exclusive) of each image's nonzero pixels.
+
+    ``(0, 0, 0, 0)`` for a blank image. Read-only. Augmentation calls it on transformed glyphs.
+    """
+    # A row of 28 bytes read as 7 words: fewer, wider elements make the reduction cheaper.
+    words = (
+        images.view(np.uint32) if images.flags.c_contiguous and images.shape[2] % 4 == 0 else images
+    )
+    rows: npt.NDArray[np.bool_] = np.asarray(words.any(axis=2))  # (N, 28): row has ink
     cols: npt.NDArray[np.bool_] = np.asarray(images.any(axis=1))  # (N, 28): column has ink
     height, width = images.shape[1:]
     boxes = np.stack(

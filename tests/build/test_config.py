@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from seqbuilder.build.config import BuildConfig, SequenceKind, read_sequence_file, register_configs
 from seqbuilder.build.plan import make_recipe
+from seqbuilder.image.options import PRESETS as AUGMENT_PRESETS
 from seqbuilder.image.options import Align, Background, DigitCrop, Fit
 from seqbuilder.mnist.resources import Source
 from seqbuilder.store.schema import Compression, StorageDtype
@@ -29,6 +30,7 @@ from tests.support.bad_configs import BAD_CONFIGS, write_bad_sequence_file
 CONF = Path(str(files("seqbuilder.conf")))
 SEQUENCE_OPTIONS = sorted(path.stem for path in (CONF / "sequences").glob("*.yaml"))
 PRESETS = sorted(path.stem for path in (CONF / "preset").glob("*.yaml"))
+AUGMENT_OPTIONS = sorted(path.stem for path in (CONF / "augment").glob("*.yaml"))
 EXAMPLE_FILES = sorted((CONF / "sequences").glob("*.txt"))
 
 # Everything a bad configuration may raise while it is loaded; the CLI reports each as one line.
@@ -126,6 +128,41 @@ def test_every_preset_loads(preset: str) -> None:
     config = load_config([f"+preset={preset}"])
 
     assert all(split.count >= 0 for split in config.splits.values())
+
+
+def test_the_augment_group_holds_exactly_the_api_presets() -> None:
+    assert sorted(AUGMENT_PRESETS) == AUGMENT_OPTIONS
+
+
+@pytest.mark.parametrize("option", AUGMENT_OPTIONS)
+def test_each_augment_option_equals_the_api_preset_of_its_name(option: str) -> None:
+    config = load_config(["+preset=tiny", f"augment={option}"])
+
+    assert config.augment.to_augment() == AUGMENT_PRESETS[option]
+    assert make_recipe(config).augment == AUGMENT_PRESETS[option]
+
+
+def test_augment_defaults_to_none_and_every_key_is_documented_in_its_yaml() -> None:
+    config = load_config([])
+    text = (CONF / "augment" / "none.yaml").read_text(encoding="utf-8").splitlines()
+    keys = [line.split(":")[0].strip() for line in text if re.match(r"\s*\w+:", line)]
+
+    assert config.augment.to_augment() == AUGMENT_PRESETS["none"]
+    assert keys == [
+        "slant", "rotation", "scale", "baseline", "thickness", "elastic", "alpha", "sigma",
+        "blur", "noise",
+    ]  # fmt: skip
+    for index, line in enumerate(text):
+        if re.match(r"\s*\w+: ", line):
+            assert text[index - 1].lstrip().startswith("#"), f"no comment above {line!r}"
+
+
+def test_one_augment_key_can_be_overridden_on_top_of_a_preset() -> None:
+    config = load_config(["augment=heavy", "augment.slant=30", "augment.noise=0.05"])
+    params = config.augment.to_augment()
+
+    assert (params.slant, params.noise) == (30.0, 0.05)
+    assert params.elastic == AUGMENT_PRESETS["heavy"].elastic
 
 
 def test_the_sequence_and_preset_groups_are_not_empty() -> None:

@@ -319,6 +319,7 @@ def killed_run_dir(real_mnist_dir: Path, tmp_path_factory: pytest.TempPathFactor
         pytest.param("seed=1", "seed", id="seed"),
         pytest.param("width=72", "width", id="width"),
         pytest.param("spacing.max=3", "spacing.max", id="spacing-max"),
+        pytest.param("augment=heavy", "augment.baseline", id="augment"),
     ],
 )
 def test_resume_with_a_changed_key_is_refused_with_one_line_naming_it(

@@ -119,4 +119,37 @@ BAD_CONFIGS = [
         r"width \(150\) is too small: 5 digits with gaps up to 6 need at least 164 columns",
         id="width-too-small-for-longest-listed",
     ),
+    pytest.param(
+        ["augment=extreme"],
+        r"Could not find 'augment/extreme'.*Available options in 'augment'.*heavy",
+        id="augment-option-unknown",
+    ),
+    pytest.param(
+        ["augment.rotate=5"], r"Key 'rotate' not in 'AugmentConfig'", id="augment-key-unknown"
+    ),
+    pytest.param(
+        ["augment=heavy", "augment.elastic.sigma=-1"],
+        r"augment\.elastic\.sigma \(-1\.0\) must be in \[0, 16\]",
+        id="augment-sigma-negative",
+    ),
+    pytest.param(
+        ["augment.scale=[1.2,0.9]"],
+        r"augment\.scale \(\[1\.2, 0\.9\]\) must have min <= max",
+        id="augment-scale-min-above-max",
+    ),
+    pytest.param(
+        ["augment.blur=[1]"],
+        r"augment\.blur \(\[1\.0\]\) must be \[min, max\]",
+        id="augment-blur-one",
+    ),
+    pytest.param(
+        ["augment.baseline=1.5"],
+        r"'1\.5'.*full_key: augment\.baseline",
+        id="augment-baseline-float",
+    ),
+    pytest.param(
+        ["augment.noise=-0.1"],
+        r"augment\.noise \(-0\.1\) must be in \[0, 1\]",
+        id="augment-noise-neg",
+    ),
 ]

@@ -1,0 +1,175 @@
+"""Measure augmentation: the batch engine per preset, a per-digit albumentations loop, builds.
+
+Run from the repository root (about a minute and a half on a 2-core machine); albumentations
+is a benchmark-only dependency (``pip install -e '.[bench]'``)::
+
+    SEQBUILDER_DATA=../shared/mnist python benchmarks/bench_augment.py
+
+Prints, for this machine and in one run:
+
+(a) the batch engine's rate, one core, for ``augment=none``, ``light`` and ``heavy``:
+    ``generate_batch`` on blocks of 4096 five-digit sequences, width 200, uint8, in samples
+    and digits per second (best of ``--repeats`` timed blocks, CPU time of this process);
+(a') the per-digit transforms alone, the same as (b) does: ``transform_glyphs`` with
+    ``heavy``'s slant, rotation, scale, baseline and elastic keys on the digits of those blocks;
+(b) the same per-digit transforms done the way users do them today: a Python loop over the
+    digits, each through ``albumentations.Compose([Affine(rotate, shear, scale, translate_px),
+    ElasticTransform(alpha, sigma)])`` with OpenCV on one thread; and the ratios (a) heavy / (b)
+    (the whole engine: it also changes stroke widths, composes the sequences and blurs them,
+    which the loop does not do) and (a') / (b), in digits per CPU second;
+(c) the end-to-end rate of ``seqbuilder build`` writing ``--count`` train images of the
+    default configuration (1 to 6 digits, width 200, gzip level 4) with ``workers=--workers``,
+    clean (``augment=none``, the default build) and ``augment=heavy``, wall time of the whole
+    command, start-up included; and their ratio. Also per CPU second of the whole process tree
+    (the build and its workers): on a machine shared with other work, wall time measures the
+    neighbours as much as the build, CPU time much less so.
+
+Nothing here asserts on timing: the numbers are for reading.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One core for the in-memory measures: keep BLAS and OpenCV thread pools to one thread. This
+# must happen before numpy is imported.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from seqbuilder.image.augment import transform_glyphs  # noqa: E402
+from seqbuilder.image.engine import generate_batch  # noqa: E402
+from seqbuilder.image.options import PRESETS, Augment, ComposeOptions  # noqa: E402
+from seqbuilder.mnist.load import MnistSource, load_mnist  # noqa: E402
+
+BLOCK = 4096
+LENGTH = 5
+WIDTH = 200
+SPACING = (0, 10)  # widest: 5 * 28 + 4 * 10 = 180 <= 200
+
+
+def engine_rate(split: MnistSource, params: Augment, repeats: int) -> float:
+    """Return (a): samples per CPU second of the best of ``repeats`` blocks, one core."""
+    rng = np.random.default_rng(0)
+    digits = rng.integers(0, 10, (BLOCK, LENGTH))
+    lengths = np.full(BLOCK, LENGTH)
+    options = ComposeOptions()
+    generate_batch(split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8, params)  # warm
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        generate_batch(split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8, params)
+        best = min(best, time.process_time() - start)
+    return BLOCK / best
+
+
+def transforms_rate(split: MnistSource, params: Augment, repeats: int) -> float:
+    """Return (a'): digits per CPU second of ``transform_glyphs`` alone, one core."""
+    rng = np.random.default_rng(0)
+    glyphs = split.images[rng.integers(0, len(split.images), (BLOCK, LENGTH))]
+    transform_glyphs(glyphs, None, params, rng)  # warm up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        transform_glyphs(glyphs, None, params, rng)
+        best = min(best, time.process_time() - start)
+    return BLOCK * LENGTH / best
+
+
+def albumentations_rate(split: MnistSource, params: Augment, count: int) -> float:
+    """Return (b): digits per CPU second of a per-digit albumentations loop like ``params``."""
+    import albumentations as album
+    import cv2
+
+    cv2.setNumThreads(1)
+    pipeline = album.Compose(
+        [
+            album.Affine(
+                rotate=(-params.rotation, params.rotation),
+                shear={"x": (-params.slant, params.slant), "y": (0, 0)},
+                scale=params.scale,
+                translate_px={"x": 0, "y": (-params.baseline, params.baseline)},
+                p=1.0,
+            ),
+            album.ElasticTransform(alpha=params.elastic.alpha, sigma=params.elastic.sigma, p=1.0),
+        ],
+        seed=0,
+    )
+    digits = split.images[:count]
+    for digit in digits[:50]:  # warm up
+        pipeline(image=digit)
+    start = time.process_time()
+    for digit in digits:
+        pipeline(image=digit)["image"]
+    return count / (time.process_time() - start)
+
+
+def build_rate(count: int, workers: int, augment: str, out: Path) -> tuple[float, float]:
+    """Return (c): images per wall second and per CPU second of one ``seqbuilder build``."""
+    command = [
+        sys.executable, "-m", "seqbuilder", "build", f"hydra.run.dir={out}",
+        f"workers={workers}", f"splits.train.count={count}", "~splits.test", "gallery.count=0",
+        f"augment={augment}",
+    ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the build and its reaped workers
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return count / wall, count / cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=200_000, help="train images per build")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=8, help="timed blocks per preset")
+    parser.add_argument("--digits", type=int, default=3000, help="digits through albumentations")
+    args = parser.parse_args(argv)
+
+    split = load_mnist("train")
+    rates = {name: engine_rate(split, params, args.repeats) for name, params in PRESETS.items()}
+    geometry = dataclasses.replace(PRESETS["heavy"], thickness=(0.0, 0.0), blur=(0.0, 0.0))
+    transforms = transforms_rate(split, geometry, args.repeats)
+    album = albumentations_rate(split, PRESETS["heavy"], args.digits)
+    with tempfile.TemporaryDirectory() as folder:
+        clean = build_rate(args.count, args.workers, "none", Path(folder) / "none")
+        heavy = build_rate(args.count, args.workers, "heavy", Path(folder) / "heavy")
+
+    print(f"numpy {np.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs")
+    for name, rate in rates.items():
+        print(
+            f"(a) engine, augment={name:5s}: {rate:>10,.0f} samples/s  "
+            f"{rate * LENGTH:>11,.0f} digits/s  ({rate / rates['none']:.1%} of none)"
+        )
+    print(f"(a') heavy's warp alone (transform_glyphs): {transforms:,.0f} digits/s")
+    print(f"(b) albumentations per digit, Affine + ElasticTransform: {album:,.0f} digits/s")
+    print(
+        f"    (a) heavy / (b): {rates['heavy'] * LENGTH / album:.1f}x; "
+        f"(a') / (b): {transforms / album:.1f}x"
+    )
+    print(
+        f"(c) build {args.count:,} images, workers={args.workers}, augment=none: "
+        f"{clean[0]:,.0f} img/s ({clean[1]:,.0f} per CPU second)"
+    )
+    print(
+        f"    augment=heavy: {heavy[0]:,.0f} img/s ({heavy[1]:,.0f} per CPU second): "
+        f"{heavy[0] / clean[0]:.0%} of the clean build ({heavy[1] / clean[1]:.0%} per CPU second)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
