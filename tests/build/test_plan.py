@@ -23,7 +23,7 @@ def same(first: Block, second: Block) -> bool:
 @pytest.mark.usefixtures("mnist_env")
 def test_an_augmented_block_does_not_depend_on_the_blocks_made_before_it() -> None:
     # What resume, shards and workers rely on: block 2 alone equals block 2 made after 0 and 1.
-    config, _ = compose_config(["augment=heavy", "augment.noise=0.05", "width=120",
+    config, _ = compose_config(["augment=heavy", "augment.noise=0.05", "width=140",
                                 "sequences.max_length=4"])  # fmt: skip
     recipe = make_recipe(config)
     plan = SplitPlan("train", 3 * 4096, "train")
@@ -37,8 +37,8 @@ def test_an_augmented_block_does_not_depend_on_the_blocks_made_before_it() -> No
 
 @pytest.mark.usefixtures("mnist_env")
 def test_the_recipe_carries_the_augment_keys_to_the_workers() -> None:
-    plain = make_recipe(compose_config(["width=120", "sequences.max_length=4"])[0])
-    heavy = make_recipe(compose_config(["width=120", "sequences.max_length=4", "augment=heavy"])[0])
+    plain = make_recipe(compose_config(["width=140", "sequences.max_length=4"])[0])
+    heavy = make_recipe(compose_config(["width=140", "sequences.max_length=4", "augment=heavy"])[0])
     plan = SplitPlan("val", 300, "train")
 
     first, second = make_block(plain, plan, 0), make_block(heavy, plan, 0)
