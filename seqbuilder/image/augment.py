@@ -163,7 +163,7 @@ def finish_images(
     Returns:
         ``(B, 28, W)`` of ``dtype``.
     """
-    n_samples, _, width = raw.shape
+    n_samples, height, width = raw.shape
     draws = rng.random((n_samples, 2))
     sigma = _spread(draws[:, 0], params.blur).astype(np.float32)
     level = (draws[:, 1] * params.noise).astype(np.float32)
@@ -174,26 +174,32 @@ def finish_images(
     last = np.where(present, boxes[..., 2], 0).max(axis=1) + radius
     first, last = np.clip(first, 0, width), np.clip(last, 0, width)
     order = np.argsort(last - first, kind="stable") if blurring else np.arange(n_samples)
+    horizontal, vertical = filters.blur_bands(sigma, radius, height, gain=1 / 255)
     out = np.empty(raw.shape, dtype)
-    buffer = np.empty((min(CHUNK_SAMPLES, n_samples), *raw.shape[1:]), np.float32)
+    # Room for a blurred crop's last tile, which may reach past the right edge.
+    buffer = np.empty(
+        (min(CHUNK_SAMPLES, n_samples), height, width + filters.BLUR_TILE), np.float32
+    )
     for start in range(0, n_samples, CHUNK_SAMPLES):
         chosen = order[start : start + CHUNK_SAMPLES]
+        values = buffer[: len(chosen), :, :width]
         if blurring:
             left, right = int(first[chosen].min()), int(last[chosen].max())
-            values = buffer[: len(chosen)]
             values[:, :, :left] = 0
-            values[:, :, right:] = 0
             if right > left:
                 crop = raw[chosen, :, left:right]
-                values[:, :, left:right] = filters.blur_samples(
-                    crop, sigma[chosen], radius, gain=1 / 255
-                )
+                tiles = -(-(right - left) // filters.BLUR_TILE) * filters.BLUR_TILE
+                filters.apply_blur(
+                    crop, horizontal[chosen], vertical[chosen],
+                    out=buffer[: len(chosen), :, left : left + tiles],
+                )  # fmt: skip
+            values[:, :, right:] = 0
         else:
-            values = np.divide(raw[chosen], np.float32(255), dtype=np.float32)
+            np.divide(raw[chosen], np.float32(255), out=values, dtype=np.float32)
         if params.noise > 0:
             values += filters.normal_noise(rng, values.shape, level[chosen])
             np.clip(values, 0, 1, out=values)
-        else:  # a blur's weights are >= 0 and sum to 1: only rounding can pass 1
+        elif dtype is np.float32:  # a blur's weights are >= 0 and sum to 1: rounding may pass 1
             np.minimum(values, 1, out=values)
-        out[chosen] = encode_values(values, background, dtype)
+        out[chosen] = encode_values(values, background, dtype, overwrite=True)
     return out

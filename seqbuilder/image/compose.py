@@ -254,8 +254,13 @@ def encode_values(
     raw: ImageArray,
     background: str,
     dtype: type[np.uint8] | type[np.float32],
+    *,
+    overwrite: bool = False,
 ) -> ImageArray:
     """Convert raw bytes (or floats in [0, 1], ink on black) to ``dtype`` under ``background``.
+
+    ``overwrite=True`` lets float32 input be used as scratch space (augmentation's blurred
+    chunks), sparing two temporary arrays; the result is the same.
 
     Returns ``(B, 28, W)`` of ``dtype``: ``round(value * 255)`` for uint8, the value for float32.
     """
@@ -264,6 +269,14 @@ def encode_values(
             out_u8 = np.ascontiguousarray(raw)
             return np.subtract(255, out_u8, dtype=np.uint8) if background == "white" else out_u8
         values = raw / _BYTE_MAX  # float32, exactly as raw.astype(float32) / 255
+    elif overwrite and raw.dtype == np.float32:
+        values = raw
+        if background == "white":
+            np.subtract(np.float32(1), values, out=values)
+        if dtype is np.uint8:
+            np.multiply(values, np.float32(255), out=values)
+            return np.rint(values, out=values).astype(np.uint8)
+        return values
     else:
         values = raw.astype(np.float32, copy=False)
     if background == "white":

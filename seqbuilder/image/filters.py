@@ -11,7 +11,8 @@ from a fixed seed.
 - :func:`elastic_planes`: the periodic planes of Gaussian-smoothed noise that each digit's
   elastic field is a window of (computed once per ``sigma`` and ``alpha``).
 - :func:`change_stroke_width`: grey dilation (or erosion) with fractional, per-glyph radius.
-- :func:`blur_samples`: a Gaussian blur of per-sample sigma, as two batched matrix products.
+- :func:`blur_bands`, :func:`apply_blur`: a Gaussian blur of per-sample sigma, as two
+  batched matrix products (:func:`blur_samples` does both).
 - :func:`normal_noise`: Gaussian noise from a 16-bit quantile table (a few times faster than
   ``Generator.standard_normal``, and as Gaussian as a uint8 image can tell).
 """
@@ -31,7 +32,7 @@ GLYPH = 28  # MNIST glyphs are GLYPH x GLYPH
 CENTER = (GLYPH - 1) / 2  # the pixel-centre coordinate of the middle of a glyph
 PLANE = 512  # side of the periodic noise plane elastic fields are cut from
 _PLANE_SEED = 20030803  # fixes the plane, so a field depends only on its sigma and offset
-_BLUR_TILE = 16  # columns per matrix product of the horizontal blur
+BLUR_TILE = 16  # columns per matrix product of the horizontal blur
 _NOISE_LEVELS = 1 << 16  # quantiles of the noise table: one uint16 draw per pixel
 
 
@@ -223,40 +224,74 @@ def blur_radius(sigma: float) -> int:
     return max(1, int(np.ceil(3 * sigma)))
 
 
-def blur_samples(
-    images: npt.NDArray[np.uint8] | FloatArray,
-    sigma: FloatArray,
-    radius: int,
-    gain: float = 1.0,
-) -> FloatArray:
-    """Blur each sample with a Gaussian of its own ``sigma`` (0: unchanged), zero outside.
-
-    Separable, and both passes are batched matrix products: the horizontal one multiplies
-    overlapping tiles of columns by a banded ``(32 + 2R, 32)`` matrix per sample, the vertical
-    one each ``(28, W)`` sample by a banded ``(28, 28)`` matrix; so the cost is a few passes
-    over the block whatever the sigmas.
+def blur_bands(
+    sigma: FloatArray, radius: int, height: int, gain: float = 1.0
+) -> tuple[FloatArray, FloatArray]:
+    """Return the banded matrices of :func:`apply_blur` for samples blurred by ``sigma``.
 
     Args:
-        images: ``(B, H, W)`` uint8 or float32.
-        sigma: ``(B,)`` standard deviations in pixels, >= 0.
+        sigma: ``(B,)`` standard deviations in pixels, >= 0 (0: unchanged).
         radius: the kernels' half-width, from :func:`blur_radius` of the largest sigma.
+        height: rows of the images.
         gain: a factor folded into the kernels (``1 / 255`` turns bytes into values).
 
     Returns:
-        ``(B, H, W) float32``, ``gain`` times the blurred images; kernels sum to 1.
+        ``(horizontal, vertical)``: ``(B, 16 + 2R, 16)`` for tiles of columns and
+        ``(B, H, H)`` for the rows; kernels sum to 1 (times ``gain``).
+    """
+    kernels = _gaussian_kernels(np.asarray(sigma, np.float32), radius)  # (B, 2R + 1)
+    horizontal = _band(kernels * np.float32(gain), BLUR_TILE + 2 * radius, BLUR_TILE, radius)
+    vertical = _band(kernels, height, height, 0).transpose(0, 2, 1)  # (B, H_out, H_in)
+    return horizontal, vertical
+
+
+def apply_blur(
+    images: npt.NDArray[np.uint8] | FloatArray,
+    horizontal: FloatArray,
+    vertical: FloatArray,
+    out: FloatArray | None = None,
+) -> FloatArray:
+    """Blur each sample by its banded matrices from :func:`blur_bands`, zero outside.
+
+    Separable, and both passes are batched matrix products: the horizontal one multiplies
+    overlapping tiles of 16 columns by a ``(16 + 2R, 16)`` band per sample, the vertical one
+    each ``(H, W)`` sample by an ``(H, H)`` band; so the cost is a few passes over the images
+    whatever the sigmas.
+
+    Args:
+        images: ``(B, H, W)`` uint8 or float32.
+        horizontal: ``(B, 16 + 2R, 16)``.
+        vertical: ``(B, H, H)``.
+        out: where to write, ``(B, H, ceil(W / 16) * 16)`` (the last columns past ``W`` hold
+            the blur's reach beyond the images); a new array if None.
+
+    Returns:
+        ``(B, H, W) float32``, a view of ``out`` when given.
     """
     n, height, width = images.shape
-    kernels = _gaussian_kernels(np.asarray(sigma, np.float32), radius)  # (B, 2R + 1)
-    tiles = -(-width // _BLUR_TILE)
-    padded = np.zeros((n, height, tiles * _BLUR_TILE + 2 * radius), np.float32)
+    radius = (horizontal.shape[1] - BLUR_TILE) // 2
+    tiles = -(-width // BLUR_TILE)
+    padded = np.zeros((n, height, tiles * BLUR_TILE + 2 * radius), np.float32)
     padded[:, :, radius : radius + width] = images
-    windows = np.lib.stride_tricks.sliding_window_view(padded, _BLUR_TILE + 2 * radius, axis=2)
-    windows = windows[:, :, ::_BLUR_TILE].reshape(n, height * tiles, -1)
-    horizontal = _band(kernels * np.float32(gain), _BLUR_TILE + 2 * radius, _BLUR_TILE, radius)
-    across = np.matmul(windows, horizontal).reshape(n, height, tiles * _BLUR_TILE)
-    vertical = _band(kernels, height, height, 0).transpose(0, 2, 1)  # (B, H_out, H_in)
-    result: FloatArray = np.matmul(vertical, across)[:, :, :width]
-    return result
+    windows = np.lib.stride_tricks.sliding_window_view(padded, BLUR_TILE + 2 * radius, axis=2)
+    windows = windows[:, :, ::BLUR_TILE].reshape(n, height * tiles, -1)
+    across = np.matmul(windows, horizontal).reshape(n, height, tiles * BLUR_TILE)
+    result: FloatArray = np.matmul(vertical, across, out=out)
+    return result[:, :, :width]
+
+
+def blur_samples(
+    images: npt.NDArray[np.uint8] | FloatArray, sigma: FloatArray, radius: int, gain: float = 1.0
+) -> FloatArray:
+    """Blur each sample with a Gaussian of its own ``sigma`` (0: unchanged), zero outside.
+
+    :func:`blur_bands` then :func:`apply_blur`, for a single call.
+
+    Returns:
+        ``(B, H, W) float32``, ``gain`` times the blurred images.
+    """
+    horizontal, vertical = blur_bands(sigma, radius, images.shape[1], gain)
+    return apply_blur(images, horizontal, vertical)
 
 
 def _gaussian_kernels(sigma: FloatArray, radius: int) -> FloatArray:

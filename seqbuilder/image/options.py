@@ -7,21 +7,15 @@ be a ``str`` Enum: it would shadow ``str.center``).
 
 Augmentation: :class:`Augment` holds the keys, validated on construction with messages that
 name the key; :data:`PRESETS` are ``none``, ``light`` and ``heavy`` (``conf/augment/*.yaml``
-hold the same values, which a test checks); :func:`parse_augment` reads the API's argument.
+hold the same values, which a test checks).
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
-import numpy as np
-
-from ..errors import InvalidTypeError, InvalidValueError
+from ..errors import InvalidValueError
 
 
 class Fit(Enum):
@@ -131,9 +125,10 @@ class Elastic:
 class Augment:
     """The augmentation keys; each at its default (0, or ``(1, 1)`` for a factor) is off.
 
-    Construct one directly, by :func:`parse_augment` from a preset name or a mapping, or take
-    one of :data:`PRESETS`. Invalid values raise :class:`~seqbuilder.errors.InvalidValueError`
-    naming the key (``augment.elastic.sigma (-1.0) must be in [0, 16]``).
+    Construct one directly, by :func:`~seqbuilder.image.sequence.parse_augment` from a preset
+    name or a mapping, or take one of :data:`PRESETS`. Invalid values raise
+    :class:`~seqbuilder.errors.InvalidValueError` naming the key
+    (``augment.elastic.sigma (-1.0) must be in [0, 16]``).
     """
 
     slant: float = 0.0  # degrees: one shear angle per sample, uniform in [-slant, slant]
@@ -235,85 +230,3 @@ PRESETS: dict[str, Augment] = {
         blur=(0.0, 0.8),
     ),
 }
-
-_KEYS = tuple(f.name for f in fields(Augment))
-_ELASTIC_KEYS = tuple(f.name for f in fields(Elastic))
-_RANGES = ("scale", "thickness", "blur")
-
-
-def parse_augment(value: object) -> Augment:
-    """Return the :class:`Augment` for a preset name, a mapping of keys, or None.
-
-    Args:
-        value: None or ``"none"`` (off), ``"light"``, ``"heavy"``, an :class:`Augment`, or a
-            mapping of keys (``{"rotation": 8, "elastic": {"alpha": 30, "sigma": 4}}``);
-            keys a mapping leaves out are off.
-
-    Raises:
-        InvalidValueError: an unknown preset or key (the message lists the valid ones), or a
-            value out of its range.
-        InvalidTypeError: not one of the above, or a key of the wrong type.
-    """
-    if value is None:
-        return PRESETS["none"]
-    if isinstance(value, Augment):
-        return value
-    if isinstance(value, str):
-        if value not in PRESETS:
-            raise InvalidValueError(
-                f"augment={value!r} is not a preset, expected one of "
-                f"{', '.join(map(repr, PRESETS))} or a mapping of keys"
-            )
-        return PRESETS[value]
-    if not isinstance(value, Mapping):
-        raise InvalidTypeError(
-            f"augment={value!r} is not None, a preset name or a mapping of augmentation keys"
-        )
-    _check_keys(value, _KEYS, "augment")
-    arguments: dict[str, Any] = {}
-    for key, item in value.items():
-        if key in _RANGES:
-            arguments[key] = _pair(item, f"augment.{key}")
-        elif key == "elastic":
-            if not isinstance(item, Mapping):
-                raise InvalidTypeError(
-                    f"augment.elastic is {item!r}, expected a mapping of alpha and sigma"
-                )
-            _check_keys(item, _ELASTIC_KEYS, "augment.elastic")
-            arguments[key] = Elastic(
-                **{k: _number(v, f"augment.elastic.{k}") for k, v in item.items()}
-            )
-        elif key == "baseline":
-            arguments[key] = _integer(item, "augment.baseline")
-        else:
-            arguments[key] = _number(item, f"augment.{key}")
-    return Augment(**arguments)
-
-
-def _check_keys(mapping: Mapping[Any, Any], known: tuple[str, ...], where: str) -> None:
-    for key in mapping:
-        if key not in known:
-            raise InvalidValueError(
-                f"{where} has no key {key!r}, expected some of {', '.join(known)}"
-            )
-
-
-def _number(value: object, key: str) -> float:
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise InvalidTypeError(f"{key} is {value!r}, expected a number")
-    if not math.isfinite(float(value)):
-        raise InvalidValueError(f"{key} is {value!r}, expected a finite number")
-    return float(value)
-
-
-def _integer(value: object, key: str) -> int:
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
-        raise InvalidTypeError(f"{key} is {value!r}, expected an integer")
-    return int(value)
-
-
-def _pair(value: object, key: str) -> Range:
-    if isinstance(value, str | bytes) or not hasattr(value, "__len__") or len(value) != 2:
-        raise InvalidTypeError(f"{key} is {value!r}, expected [min, max]")
-    low, high = value  # type: ignore[misc]
-    return _number(low, key), _number(high, key)  # type: ignore[has-type]

@@ -23,7 +23,8 @@ from seqbuilder.errors import InvalidTypeError, InvalidValueError
 from seqbuilder.image import filters
 from seqbuilder.image.augment import finish_images, transform_glyphs
 from seqbuilder.image.engine import Batch, generate_batch
-from seqbuilder.image.options import PRESETS, Augment, ComposeOptions, Elastic, parse_augment
+from seqbuilder.image.options import PRESETS, Augment, ComposeOptions, Elastic
+from seqbuilder.image.sequence import parse_augment
 from seqbuilder.mnist.load import MnistSource, load_mnist
 
 # sha256 of generate_numbers_sequence("0965", (0, 10), 160, seed=7) before augmentation existed.
