@@ -378,7 +378,19 @@ def test_a_second_build_into_the_run_directory_of_a_live_build_is_refused(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
     run_dir = tmp_path / "run"
-    with _started(run_dir, env, f"hydra.run.dir={run_dir}") as build:
+    marker = tmp_path / "paused"
+    # The live build is held just after a checkpoint (seqbuilder.build.phases) for as long as
+    # the second one takes, however slow the machine.
+    held = env | {
+        "SEQBUILDER_TEST_PAUSE": "checkpoint:train",
+        "SEQBUILDER_TEST_PAUSE_FILE": str(marker),
+    }
+    with _started(run_dir, held, f"hydra.run.dir={run_dir}") as build:
+        deadline = time.monotonic() + 90
+        while not marker.exists():
+            assert build.process.poll() is None, build.stderr()
+            assert time.monotonic() < deadline, "the build never made a checkpoint"
+            time.sleep(POLL_SECONDS)
         kept = build.wait_for_checkpoint("train", BLOCK_SAMPLES)
 
         second = _run(run_dir, env)
