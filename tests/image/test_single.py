@@ -9,6 +9,7 @@ paths directly over many argument combinations.
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from seqbuilder import generate_numbers_sequence
 from seqbuilder.image.engine import generate_batch
 from seqbuilder.image.options import ComposeOptions, parse_augment
+from seqbuilder.image.single import seeded_generator
 from seqbuilder.mnist.load import MnistSource, load_mnist
 
 # Outputs of the batch engine (seqbuilder 0dbe6e8, before the single-image path), per case:
@@ -409,3 +411,29 @@ def test_a_generator_seed_is_drawn_from_and_left_as_the_batch_engine_leaves_it(
         )
         np.testing.assert_array_equal(image, reference.images[0], strict=True)
     assert ours.bit_generator.state == theirs.bit_generator.state
+
+
+@pytest.mark.parametrize(
+    "seed", [0, 1, 2, 255, 2**31, 2**32 - 1, 2**32, 2**63 + 5, 2**64, 2**128 + 3, 10**40]
+)
+def test_a_seeded_generator_is_in_the_state_of_default_rng(seed: int) -> None:
+    rng = seeded_generator(seed)
+    assert rng.bit_generator.state == np.random.default_rng(seed).bit_generator.state
+    assert rng.random(5).tolist() == np.random.default_rng(seed).random(5).tolist()
+
+
+def test_each_thread_draws_from_its_own_seeded_generator() -> None:
+    results: dict[int, list[float]] = {}
+
+    def draw(seed: int) -> None:
+        rng = seeded_generator(seed)
+        barrier.wait()  # both threads have seeded before either draws
+        results[seed] = rng.random(4).tolist()
+
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=draw, args=(seed,)) for seed in (3, 4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {s: np.random.default_rng(s).random(4).tolist() for s in (3, 4)}

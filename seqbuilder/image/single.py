@@ -1,0 +1,205 @@
+"""One image at a time: the batch engine's draws and layout, sized for a single sample.
+
+:func:`compose_one` gives exactly what :func:`~seqbuilder.image.engine.generate_batch` gives for a
+batch of one without augmentation: the same draws from the generator, in the same order, and
+the same float32 operations on the pixels (``tests/image/test_single.py`` pins both). It only
+skips the work a batch needs and one image does not: ``(B, L)`` index arithmetic becomes Python
+integers, each 28x28 glyph is copied onto the canvas with two slices, and the ink boxes are not
+computed at all. With augmentation the public function uses the batch engine instead.
+
+:func:`seeded_generator` gives the generator ``numpy.random.default_rng(seed)`` would give,
+several times faster: numpy's ``SeedSequence(seed)`` hashes the seed, and the four PCG64 state
+words are derived from its public ``pool`` in Python (numpy's ``generate_state`` spends most of
+its time in an ``errstate`` context and in numpy scalars), then set through the bit generator's
+public ``state`` on a generator kept per thread. The first use checks the result against
+``PCG64(seed)``; should a numpy release ever seed differently, every call falls back to
+``default_rng``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InvalidValueError
+from ..mnist.load import MnistSource
+from .compose import DIGIT_SIZE, _resample_weights
+from .options import ComposeOptions
+
+_BYTE_MAX = np.float32(255)
+_ONE = np.float32(1)
+
+# numpy's SeedSequence.generate_state constants (numpy/random/bit_generator.pyx) and the PCG64
+# 128-bit LCG multiplier (pcg64.h, PCG_DEFAULT_MULTIPLIER_128).
+_INIT_B = 0x8B51F9DD
+_MULT_B = 0x58F38DED
+_MASK_32 = 0xFFFFFFFF
+_MASK_128 = (1 << 128) - 1
+_PCG_MULTIPLIER = 0x2360ED051FC65DA44385DF649FCCF645
+
+
+def _state_words(pool: list[int]) -> list[int]:
+    """Return ``SeedSequence.generate_state(4, np.uint64)`` from the sequence's ``pool``."""
+    hash_const = _INIT_B
+    words = []
+    for i in range(8):
+        value = pool[i & 3] ^ hash_const
+        hash_const = (hash_const * _MULT_B) & _MASK_32
+        value = (value * hash_const) & _MASK_32
+        words.append(value ^ (value >> 16))
+    # little-endian pairs of 32-bit words, as numpy views them
+    return [words[0] | words[1] << 32, words[2] | words[3] << 32, words[4] | words[5] << 32,
+            words[6] | words[7] << 32]  # fmt: skip
+
+
+def _pcg64_state(seed: int) -> dict[str, Any]:
+    """Return ``np.random.PCG64(seed).state`` for an int ``seed >= 0``."""
+    words = _state_words(np.random.SeedSequence(seed).pool.tolist())
+    initial_state = words[0] << 64 | words[1]
+    increment = ((words[2] << 64 | words[3]) << 1 | 1) & _MASK_128
+    # pcg_setseq_128_srandom_r: state 0, one step, add the initial state, one more step
+    state = (increment + initial_state) & _MASK_128
+    state = (state * _PCG_MULTIPLIER + increment) & _MASK_128
+    return {
+        "bit_generator": "PCG64",
+        "state": {"state": state, "inc": increment},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+
+
+class _Local(threading.local):
+    """Each thread's reusable generator: a call sets its state, so threads must not share it."""
+
+    def __init__(self) -> None:
+        self.rng = np.random.Generator(np.random.PCG64(0))
+
+
+_LOCAL = _Local()
+_SEEDING_CHECKED: list[bool] = []  # [] until the first call, then [whether the shortcut holds]
+
+
+def seeded_generator(seed: int) -> np.random.Generator:
+    """Return a generator in the state of ``np.random.default_rng(seed)``, for an int >= 0.
+
+    The generator is reused by the next call in the same thread, which resets it: use it
+    before calling again.
+    """
+    if not _SEEDING_CHECKED:
+        _SEEDING_CHECKED.append(_pcg64_state(seed) == np.random.PCG64(seed).state)
+    if not _SEEDING_CHECKED[0]:
+        return np.random.default_rng(seed)
+    rng = _LOCAL.rng
+    rng.bit_generator.state = _pcg64_state(seed)
+    return rng
+
+
+_TABLES: dict[int, tuple[MnistSource, list[int], list[int]]] = {}
+
+
+def _label_table(split: MnistSource) -> tuple[list[int], list[int]]:
+    """Return the first position in ``label_order`` and the count of each label, as ints."""
+    entry = _TABLES.get(id(split))
+    if entry is None or entry[0] is not split:
+        starts = split.label_starts.tolist()
+        entry = _TABLES[id(split)] = (split, starts, split.label_counts.tolist())
+    return entry[1], entry[2]
+
+
+def compose_one(
+    split: MnistSource,
+    digits: list[int],
+    spacing: tuple[int, int],
+    width: int,
+    options: ComposeOptions,
+    rng: np.random.Generator,
+) -> npt.NDArray[np.float32]:
+    """Draw and compose one image, exactly as ``generate_batch`` does for a batch of one.
+
+    Args:
+        split: the MNIST split to draw digit images from.
+        digits: the digits, each 0..9, at least one.
+        spacing: validated ``(min, max)`` gap range.
+        width: output width; under ``fit="pad"`` already checked to hold the widest
+            composition.
+        options: validated composition options.
+        rng: the generator every random choice comes from.
+
+    Returns:
+        ``(28, width) float32`` image in ``[0, 1]``.
+
+    Raises:
+        InvalidValueError: the split holds no sample of a requested digit.
+    """
+    n_digits = len(digits)
+    # The engine's one draw: a float per digit (its MNIST sample), then one per gap.
+    uniform = rng.random(2 * n_digits - 1).tolist()
+    starts, counts = _label_table(split)
+    order = split.label_order
+    chosen = []
+    for digit, u in zip(digits, uniform, strict=False):
+        count = counts[digit]
+        if count < 1:
+            raise InvalidValueError(
+                f"MNIST {split.source} split at {split.location} has no digit {digit}"
+            )
+        chosen.append(order[starts[digit] + int(u * count)])
+    low, span = spacing[0], spacing[1] - spacing[0] + 1
+    gaps = [low + int(u * span) for u in uniform[n_digits:]]
+
+    # Left column of each digit's kept part, and where its 28-column box starts relative to it.
+    if options.digit_crop == "ink":
+        ink = split.ink_boxes[chosen].tolist()
+        crop_starts = [box[0] for box in ink]
+        kept = [box[2] - box[0] for box in ink]
+    else:
+        crop_starts = [0] * n_digits
+        kept = [DIGIT_SIZE] * n_digits
+    x = [0]
+    for gap, kept_width in zip(gaps, kept, strict=False):
+        # a digit narrower than the overlap never pulls the next one left of itself
+        x.append(x[-1] + max(kept_width + gap, 0))
+    natural = max(left + k for left, k in zip(x, kept, strict=True))
+
+    fit = options.fit
+    if fit == "pad" and natural > width:
+        raise InvalidValueError(
+            f"a composition needs {natural} columns, more than "
+            f"image_width={width} (use fit='scale' or a wider image)"
+        )
+    padded = fit == "pad" or (fit == "auto" and natural <= width)
+    free = width - natural if padded else 0
+    if options.align == "center":
+        offset = free // 2
+    elif options.align == "random":
+        offset = int(rng.integers(0, free, endpoint=True))
+    else:
+        offset = 0
+
+    canvas_width = width if padded else natural
+    canvas = np.zeros((DIGIT_SIZE, canvas_width), np.uint8)
+    overlapping = options.digit_crop == "ink" or (n_digits > 1 and min(gaps) < 0)
+    images = split.images
+    for index, left, crop_start in zip(chosen, x, crop_starts, strict=True):
+        start = offset + left - crop_start  # the glyph's box may reach past either edge
+        first, last = max(start, 0), min(start + DIGIT_SIZE, canvas_width)
+        glyph = images[index, :, first - start : last - start]
+        if overlapping:
+            target = canvas[:, first:last]
+            np.maximum(target, glyph, out=target)
+        else:
+            canvas[:, first:last] = glyph
+
+    values: npt.NDArray[np.float32]
+    if padded:  # float32 raw / 255, as the engine's encode_values computes it
+        values = np.divide(canvas, _BYTE_MAX, dtype=np.float32)
+    else:
+        values = canvas.astype(np.float32) @ _resample_weights(natural, width)
+        values *= np.float32(1 / 255)
+        np.clip(values, 0, 1, out=values)
+    if options.background == "white":
+        values = _ONE - values
+    return values
