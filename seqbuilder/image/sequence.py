@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from ..errors import InvalidTypeError, InvalidValueError
 from ..mnist.load import load_mnist
-from .compose import DIGIT_SIZE, MAX_OVERLAP, check_fits
+from .compose import DIGIT_SIZE, MAX_OVERLAP, check_fits, widest_width
 from .engine import generate_batch
 from .options import Augment, ComposeOptions, parse_augment
 from .single import compose_one, seeded_generator
@@ -84,11 +84,12 @@ def generate_numbers_sequence(
     spacing = validate_spacing(spacing_range)
     width = validate_width(image_width)
     options = ComposeOptions.of(fit, align, digit_crop, background)
-    check_fits(len(digit_list), spacing[1], width, options.fit, subject=f"image_width={width}")
-    params = parse_augment(augment)
+    if options.fit == "pad" and widest_width(len(digit_list), spacing[1]) > width:
+        check_fits(len(digit_list), spacing[1], width, "pad", subject=f"image_width={width}")
+    params = None if augment is None else parse_augment(augment)
     rng = make_rng(seed)
     split = load_mnist(source, data_dir)
-    if params.is_identity:  # one image needs none of the batch machinery
+    if params is None or params.is_identity:  # one image needs none of the batch machinery
         return compose_one(split, digit_list, spacing, width, options, rng)
     batch = generate_batch(
         split,
@@ -208,10 +209,10 @@ def make_rng(seed: object) -> np.random.Generator:
         TypeError: any other type.
         ValueError: a negative int.
     """
-    if isinstance(seed, np.random.Generator):
-        return seed
     if type(seed) is int and seed >= 0:  # the common case, spared the slower ABC checks
         return seeded_generator(seed)
+    if isinstance(seed, np.random.Generator):
+        return seed
     if seed is not None and (
         isinstance(seed, bool | np.bool_) or not isinstance(seed, numbers.Integral)
     ):

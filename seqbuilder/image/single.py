@@ -97,16 +97,25 @@ def seeded_generator(seed: int) -> np.random.Generator:
     return rng
 
 
-_TABLES: dict[int, tuple[MnistSource, list[int], list[int]]] = {}
+_Table = tuple[list[int], list[int], list[int]]
+_TABLES: dict[int, tuple[MnistSource, _Table]] = {}
 
 
-def _label_table(split: MnistSource) -> tuple[list[int], list[int]]:
-    """Return the first position in ``label_order`` and the count of each label, as ints."""
+def _label_table(split: MnistSource) -> _Table:
+    """Return ``label_order``, ``label_starts`` and ``label_counts`` of ``split`` as int lists.
+
+    Python ints index faster than numpy scalars, and a split is loaded once per process, so
+    the lists (about 3 MB for MNIST train) are made once.
+    """
     entry = _TABLES.get(id(split))
     if entry is None or entry[0] is not split:
-        starts = split.label_starts.tolist()
-        entry = _TABLES[id(split)] = (split, starts, split.label_counts.tolist())
-    return entry[1], entry[2]
+        table = (
+            split.label_order.tolist(),
+            split.label_starts.tolist(),
+            split.label_counts.tolist(),
+        )
+        entry = _TABLES[id(split)] = (split, table)
+    return entry[1]
 
 
 def compose_one(
@@ -135,20 +144,7 @@ def compose_one(
         InvalidValueError: the split holds no sample of a requested digit.
     """
     n_digits = len(digits)
-    # The engine's one draw: a float per digit (its MNIST sample), then one per gap.
-    uniform = rng.random(2 * n_digits - 1).tolist()
-    starts, counts = _label_table(split)
-    order = split.label_order
-    chosen = []
-    for digit, u in zip(digits, uniform, strict=False):
-        count = counts[digit]
-        if count < 1:
-            raise InvalidValueError(
-                f"MNIST {split.source} split at {split.location} has no digit {digit}"
-            )
-        chosen.append(order[starts[digit] + int(u * count)])
-    low, span = spacing[0], spacing[1] - spacing[0] + 1
-    gaps = [low + int(u * span) for u in uniform[n_digits:]]
+    chosen, gaps = _draw(split, digits, spacing, rng)
 
     # Left column of each digit's kept part, and where its 28-column box starts relative to it.
     if options.digit_crop == "ink":
@@ -180,18 +176,9 @@ def compose_one(
         offset = 0
 
     canvas_width = width if padded else natural
-    canvas = np.zeros((DIGIT_SIZE, canvas_width), np.uint8)
     overlapping = options.digit_crop == "ink" or (n_digits > 1 and min(gaps) < 0)
-    images = split.images
-    for index, left, crop_start in zip(chosen, x, crop_starts, strict=True):
-        start = offset + left - crop_start  # the glyph's box may reach past either edge
-        first, last = max(start, 0), min(start + DIGIT_SIZE, canvas_width)
-        glyph = images[index, :, first - start : last - start]
-        if overlapping:
-            target = canvas[:, first:last]
-            np.maximum(target, glyph, out=target)
-        else:
-            canvas[:, first:last] = glyph
+    windows = [offset + left - crop_start for left, crop_start in zip(x, crop_starts, strict=True)]
+    canvas = _place(split.images, chosen, windows, canvas_width, overlapping)
 
     values: npt.NDArray[np.float32]
     if padded:  # float32 raw / 255, as the engine's encode_values computes it
@@ -203,3 +190,49 @@ def compose_one(
     if options.background == "white":
         values = _ONE - values
     return values
+
+
+def _draw(
+    split: MnistSource, digits: list[int], spacing: tuple[int, int], rng: np.random.Generator
+) -> tuple[list[int], list[int]]:
+    """Draw each digit's MNIST sample and each gap as ``generate_batch`` does (one ``random``)."""
+    n_digits = len(digits)
+    uniform = rng.random(2 * n_digits - 1).tolist()
+    order, starts, counts = _label_table(split)
+    chosen = []
+    for digit, u in zip(digits, uniform, strict=False):
+        count = counts[digit]
+        if count < 1:
+            raise InvalidValueError(
+                f"MNIST {split.source} split at {split.location} has no digit {digit}"
+            )
+        chosen.append(order[starts[digit] + int(u * count)])
+    low, span = spacing[0], spacing[1] - spacing[0] + 1
+    return chosen, [low + int(u * span) for u in uniform[n_digits:]]
+
+
+def _place(
+    images: npt.NDArray[np.uint8],
+    chosen: list[int],
+    windows: list[int],
+    canvas_width: int,
+    overlapping: bool,
+) -> npt.NDArray[np.uint8]:
+    """Copy each chosen glyph onto a black ``(28, canvas_width)`` canvas at its window.
+
+    A window may reach past either edge (ink crop): only the part on the canvas is copied.
+    Where digits can overlap they combine by maximum; otherwise a plain copy is the same.
+    """
+    canvas = np.zeros((DIGIT_SIZE, canvas_width), np.uint8)
+    for index, start in zip(chosen, windows, strict=True):
+        if 0 <= start <= canvas_width - DIGIT_SIZE:
+            first, last, glyph = start, start + DIGIT_SIZE, images[index]
+        else:
+            first, last = max(start, 0), min(start + DIGIT_SIZE, canvas_width)
+            glyph = images[index, :, first - start : last - start]
+        if overlapping:
+            target = canvas[:, first:last]
+            np.maximum(target, glyph, out=target)
+        else:
+            canvas[:, first:last] = glyph
+    return canvas
