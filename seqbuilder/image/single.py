@@ -19,7 +19,7 @@ public ``state`` on a generator kept per thread. The first use checks the result
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +30,7 @@ from .compose import DIGIT_SIZE, _resample_weights
 from .options import ComposeOptions
 
 _BYTE_MAX = np.float32(255)
+_SeedSequence = np.random.SeedSequence
 _ONE = np.float32(1)
 
 # numpy's SeedSequence.generate_state constants (numpy/random/bit_generator.pyx) and the PCG64
@@ -41,23 +42,50 @@ _MASK_128 = (1 << 128) - 1
 _PCG_MULTIPLIER = 0x2360ED051FC65DA44385DF649FCCF645
 
 
-def _state_words(pool: list[int]) -> list[int]:
-    """Return ``SeedSequence.generate_state(4, np.uint64)`` from the sequence's ``pool``."""
-    hash_const = _INIT_B
-    words = []
-    for i in range(8):
-        value = pool[i & 3] ^ hash_const
-        hash_const = (hash_const * _MULT_B) & _MASK_32
-        value = (value * hash_const) & _MASK_32
-        words.append(value ^ (value >> 16))
-    # little-endian pairs of 32-bit words, as numpy views them
-    return [words[0] | words[1] << 32, words[2] | words[3] << 32, words[4] | words[5] << 32,
-            words[6] | words[7] << 32]  # fmt: skip
+def _hash_constants() -> tuple[tuple[int, int], ...]:
+    """Return generate_state's (xor constant, multiplier) for each of its 8 words.
+
+    Its running hash constant does not depend on the data, so the 8 pairs are fixed.
+    """
+    pairs, constant = [], _INIT_B
+    for _ in range(8):
+        following = (constant * _MULT_B) & _MASK_32
+        pairs.append((constant, following))
+        constant = following
+    return tuple(pairs)
+
+
+((_X0, _K0), (_X1, _K1), (_X2, _K2), (_X3, _K3), (_X4, _K4), (_X5, _K5), (_X6, _K6), (_X7, _K7)) = (
+    _hash_constants()
+)
+
+
+def _state_words(pool: list[int]) -> tuple[int, int, int, int]:
+    """Return ``SeedSequence.generate_state(4, np.uint64)`` from the sequence's ``pool``.
+
+    Unrolled: this runs once per seeded call, and a loop costs twice as much.
+    """
+    p0, p1, p2, p3 = pool
+    w0 = ((p0 ^ _X0) * _K0) & _MASK_32
+    w1 = ((p1 ^ _X1) * _K1) & _MASK_32
+    w2 = ((p2 ^ _X2) * _K2) & _MASK_32
+    w3 = ((p3 ^ _X3) * _K3) & _MASK_32
+    w4 = ((p0 ^ _X4) * _K4) & _MASK_32
+    w5 = ((p1 ^ _X5) * _K5) & _MASK_32
+    w6 = ((p2 ^ _X6) * _K6) & _MASK_32
+    w7 = ((p3 ^ _X7) * _K7) & _MASK_32
+    # each word ^= word >> 16; then little-endian pairs of 32-bit words, as numpy views them
+    return (
+        (w0 ^ w0 >> 16) | (w1 ^ w1 >> 16) << 32,
+        (w2 ^ w2 >> 16) | (w3 ^ w3 >> 16) << 32,
+        (w4 ^ w4 >> 16) | (w5 ^ w5 >> 16) << 32,
+        (w6 ^ w6 >> 16) | (w7 ^ w7 >> 16) << 32,
+    )
 
 
 def _pcg64_state(seed: int) -> dict[str, Any]:
     """Return ``np.random.PCG64(seed).state`` for an int ``seed >= 0``."""
-    words = _state_words(np.random.SeedSequence(seed).pool.tolist())
+    words = _state_words(_SeedSequence(seed).pool.tolist())
     initial_state = words[0] << 64 | words[1]
     increment = ((words[2] << 64 | words[3]) << 1 | 1) & _MASK_128
     # pcg_setseq_128_srandom_r: state 0, one step, add the initial state, one more step
@@ -75,7 +103,8 @@ class _Local(threading.local):
     """Each thread's reusable generator: a call sets its state, so threads must not share it."""
 
     def __init__(self) -> None:
-        self.rng = np.random.Generator(np.random.PCG64(0))
+        self.bit_generator = np.random.PCG64(0)
+        self.rng = np.random.Generator(self.bit_generator)
 
 
 _LOCAL = _Local()
@@ -92,9 +121,9 @@ def seeded_generator(seed: int) -> np.random.Generator:
         _SEEDING_CHECKED.append(_pcg64_state(seed) == np.random.PCG64(seed).state)
     if not _SEEDING_CHECKED[0]:
         return np.random.default_rng(seed)
-    rng = _LOCAL.rng
-    rng.bit_generator.state = _pcg64_state(seed)
-    return rng
+    local = _LOCAL
+    local.bit_generator.state = cast(Any, _pcg64_state(seed))
+    return local.rng
 
 
 _Table = tuple[list[int], list[int], list[int]]
