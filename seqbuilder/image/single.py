@@ -211,7 +211,8 @@ def compose_one(
 
     values: npt.NDArray[np.float32]
     if padded:  # float32 raw / 255, as the engine's encode_values computes it
-        values = np.divide(canvas, _BYTE_MAX, dtype=np.float32)
+        values = canvas.astype(np.float32)
+        values /= _BYTE_MAX  # in place and float32 throughout: cheaper than a casting divide
     else:
         values = canvas.astype(np.float32) @ _resample_weights(natural, width)
         values *= np.float32(1 / 255)
