@@ -172,22 +172,17 @@ def compose_one(
     Raises:
         InvalidValueError: the split holds no sample of a requested digit.
     """
-    n_digits = len(digits)
     chosen, gaps = _draw(split, digits, spacing, rng)
-
-    # Left column of each digit's kept part, and where its 28-column box starts relative to it.
     if options.digit_crop == "ink":
-        ink = split.ink_boxes[chosen].tolist()
-        crop_starts = [box[0] for box in ink]
-        kept = [box[2] - box[0] for box in ink]
-    else:
-        crop_starts = [0] * n_digits
-        kept = [DIGIT_SIZE] * n_digits
-    x = [0]
-    for gap, kept_width in zip(gaps, kept, strict=False):
-        # a digit narrower than the overlap never pulls the next one left of itself
-        x.append(x[-1] + max(kept_width + gap, 0))
-    natural = max(left + k for left, k in zip(x, kept, strict=True))
+        box_lefts, natural = _ink_layout(split, chosen, gaps)
+        overlapping = True
+    else:  # each 28-column box follows the previous one by 28 + gap >= 1 columns
+        box_lefts, left = [0], 0
+        for gap in gaps:
+            left += DIGIT_SIZE + gap
+            box_lefts.append(left)
+        natural = left + DIGIT_SIZE
+        overlapping = spacing[0] < 0  # a plain copy where no gap can be negative
 
     fit = options.fit
     if fit == "pad" and natural > width:
@@ -197,17 +192,15 @@ def compose_one(
         )
     padded = fit == "pad" or (fit == "auto" and natural <= width)
     free = width - natural if padded else 0
-    if options.align == "center":
+    align = options.align
+    if align == "center":
         offset = free // 2
-    elif options.align == "random":
+    elif align == "random":
         offset = int(rng.integers(0, free, endpoint=True))
     else:
         offset = 0
-
     canvas_width = width if padded else natural
-    overlapping = options.digit_crop == "ink" or (n_digits > 1 and min(gaps) < 0)
-    windows = [offset + left - crop_start for left, crop_start in zip(x, crop_starts, strict=True)]
-    canvas = _place(split.images, chosen, windows, canvas_width, overlapping)
+    canvas = _place(split.images, chosen, box_lefts, offset, canvas_width, overlapping)
 
     values: npt.NDArray[np.float32]
     if padded:  # float32 raw / 255, as the engine's encode_values computes it
@@ -229,32 +222,45 @@ def _draw(
     n_digits = len(digits)
     uniform = rng.random(2 * n_digits - 1).tolist()
     order, starts, counts = _label_table(split)
-    chosen = []
-    for digit, u in zip(digits, uniform, strict=False):
-        count = counts[digit]
-        if count < 1:
+    if split.missing_labels:
+        missing = next((d for d in digits if counts[d] < 1), None)
+        if missing is not None:
             raise InvalidValueError(
-                f"MNIST {split.source} split at {split.location} has no digit {digit}"
+                f"MNIST {split.source} split at {split.location} has no digit {missing}"
             )
-        chosen.append(order[starts[digit] + int(u * count)])
+    chosen = [order[starts[d] + int(u * counts[d])] for d, u in zip(digits, uniform, strict=False)]
     low, span = spacing[0], spacing[1] - spacing[0] + 1
     return chosen, [low + int(u * span) for u in uniform[n_digits:]]
+
+
+def _ink_layout(split: MnistSource, chosen: list[int], gaps: list[int]) -> tuple[list[int], int]:
+    """Return where each ink-cropped digit's 28-column box starts, and the natural width."""
+    box_lefts, natural, x = [], 0, 0  # x: the left column of the digit's ink
+    boxes = split.ink_boxes[chosen].tolist()
+    for (x0, _, x1, _), gap in zip(boxes, [*gaps, 0], strict=True):
+        box_lefts.append(x - x0)
+        natural = max(natural, x + x1 - x0)
+        # a digit narrower than the overlap never pulls the next one left of itself
+        x += max(x1 - x0 + gap, 0)
+    return box_lefts, natural
 
 
 def _place(
     images: npt.NDArray[np.uint8],
     chosen: list[int],
-    windows: list[int],
+    box_lefts: list[int],
+    offset: int,
     canvas_width: int,
     overlapping: bool,
 ) -> npt.NDArray[np.uint8]:
-    """Copy each chosen glyph onto a black ``(28, canvas_width)`` canvas at its window.
+    """Copy each chosen glyph onto a black ``(28, canvas_width)`` canvas at ``offset + left``.
 
     A window may reach past either edge (ink crop): only the part on the canvas is copied.
     Where digits can overlap they combine by maximum; otherwise a plain copy is the same.
     """
     canvas = np.zeros((DIGIT_SIZE, canvas_width), np.uint8)
-    for index, start in zip(chosen, windows, strict=True):
+    for index, left in zip(chosen, box_lefts, strict=True):
+        start = offset + left
         if 0 <= start <= canvas_width - DIGIT_SIZE:
             first, last, glyph = start, start + DIGIT_SIZE, images[index]
         else:
