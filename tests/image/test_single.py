@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 
 from seqbuilder import generate_numbers_sequence
+from seqbuilder.errors import InvalidValueError
 from seqbuilder.image.engine import generate_batch
 from seqbuilder.image.options import ComposeOptions, parse_augment
-from seqbuilder.image.single import seeded_generator
-from seqbuilder.mnist.load import MnistSource, load_mnist
+from seqbuilder.image.single import compose_one, seeded_generator
+from seqbuilder.mnist.load import MnistSource, _make_split, load_mnist
+from tests.support.idx_files import tiny_split
 
 # Outputs of the batch engine (seqbuilder 0dbe6e8, before the single-image path), per case:
 # (digits, spacing_range, image_width, seed, options, sha256 of the float32 bytes).
@@ -437,3 +439,24 @@ def test_each_thread_draws_from_its_own_seeded_generator() -> None:
     for thread in threads:
         thread.join()
     assert results == {s: np.random.default_rng(s).random(4).tolist() for s in (3, 4)}
+
+
+def test_a_digit_missing_from_the_split_raises_the_batch_engines_error() -> None:
+    images, labels = tiny_split("train")
+    keep = labels != 7
+    split = _make_split(
+        images[keep], labels[keep], "train", "a folder without sevens", "images", "labels"
+    )
+    message = "MNIST train split at a folder without sevens has no digit 7"
+    with pytest.raises(InvalidValueError, match=f"^{message}$"):
+        compose_one(split, [1, 7], (0, 0), 56, ComposeOptions(), np.random.default_rng(0))
+    with pytest.raises(InvalidValueError, match=f"^{message}$"):
+        generate_batch(
+            split,
+            np.array([[1, 7]]),
+            np.array([2]),
+            (0, 0),
+            56,
+            ComposeOptions(),
+            np.random.default_rng(0),
+        )
