@@ -7,7 +7,8 @@
 
 Every random choice (which MNIST sample shows each digit, each gap, a random offset) comes
 from one ``numpy.random.Generator``, drawn in a fixed order by :func:`generate_batch`, so a
-seed fixes the result.
+seed fixes the result. Without augmentation one image takes the single-image path of
+:mod:`seqbuilder.image.single`, which makes the same draws and gives the same pixels, faster.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import numpy.typing as npt
 
 from ..errors import InvalidTypeError, InvalidValueError
 from ..mnist.load import load_mnist
-from .compose import DIGIT_SIZE, MAX_OVERLAP, check_fits
+from .compose import DIGIT_SIZE, MAX_OVERLAP, check_fits, widest_width
 from .engine import generate_batch
 from .options import PRESETS, Augment, ComposeOptions, Elastic, Range
+from .single import compose_one, seeded_generator
 
 Seed = int | np.integer[Any] | np.random.Generator | None
 
@@ -78,18 +80,24 @@ def generate_numbers_sequence(
             unknown augment preset or key, or an augment value out of its range.
         MnistNotFoundError: no MNIST copy was found or downloaded.
     """
-    digit_array = validate_digits(digits)
+    if type(digits) is list and digits and all(type(d) is int and 0 <= d <= 9 for d in digits):
+        digit_list: list[int] = digits  # the common case, spared the array round trip
+    else:
+        digit_list = validate_digits(digits).tolist()
     spacing = validate_spacing(spacing_range)
     width = validate_width(image_width)
     options = ComposeOptions.of(fit, align, digit_crop, background)
-    check_fits(digit_array.size, spacing[1], width, options.fit, subject=f"image_width={width}")
-    params = parse_augment(augment)
+    if options.fit == "pad" and widest_width(len(digit_list), spacing[1]) > width:
+        check_fits(len(digit_list), spacing[1], width, "pad", subject=f"image_width={width}")
+    params = None if augment is None else parse_augment(augment)
     rng = make_rng(seed)
     split = load_mnist(source, data_dir)
+    if params is None or params.is_identity:  # one image needs none of the batch machinery
+        return compose_one(split, digit_list, spacing, width, options, rng)
     batch = generate_batch(
         split,
-        digit_array[None, :],
-        np.array([digit_array.size]),
+        np.array([digit_list], np.int64),
+        np.array([len(digit_list)]),
         spacing,
         width,
         options,
@@ -196,14 +204,18 @@ def validate_width(image_width: object) -> int:
 def make_rng(seed: object) -> np.random.Generator:
     """Return the generator for ``seed``: ``None``, a non-negative int, or a Generator.
 
+    An int gives the stream of ``np.random.default_rng(seed)`` from a generator this thread
+    reuses (see :func:`~seqbuilder.image.single.seeded_generator`): draw from it before the
+    next call.
+
     Raises:
         TypeError: any other type.
         ValueError: a negative int.
     """
+    if type(seed) is int and seed >= 0:  # the common case, spared the slower ABC checks
+        return seeded_generator(seed)
     if isinstance(seed, np.random.Generator):
         return seed
-    if type(seed) is int and seed >= 0:  # the common case, spared the slower ABC checks
-        return np.random.default_rng(seed)
     if seed is not None and (
         isinstance(seed, bool | np.bool_) or not isinstance(seed, numbers.Integral)
     ):
@@ -212,7 +224,7 @@ def make_rng(seed: object) -> np.random.Generator:
         return np.random.default_rng()
     if int(seed) < 0:
         raise InvalidValueError(f"seed={seed!r} is negative, expected an int >= 0")
-    return np.random.default_rng(int(seed))
+    return seeded_generator(int(seed))
 
 
 _KEYS = tuple(f.name for f in fields(Augment))
