@@ -31,6 +31,15 @@ about 97% sequence accuracy in under five minutes on two cores)::
     seqbuilder build hydra.run.dir=outputs/recognizer splits.train.count=30000
     python examples/train_recognizer.py --train outputs/recognizer/train.h5 \\
         --test outputs/recognizer/test.h5 --predictions outputs/recognizer/predictions.csv
+
+A built file is read through ``ChunkShuffle`` as the ``DataLoader``'s batch sampler (chunk-wise
+reads). Without a file: ``--stream [OVERRIDE ...]`` trains this model on fresh
+``SequenceStream`` samples, and ``--recipe handwriting`` trains the robust recogniser of
+``recognizer_recipes.py`` on augmented streams within ``--minutes``, then scores ``--test`` and
+every ``--eval`` file (any width)::
+
+    python examples/train_recognizer.py --recipe handwriting --test outputs/heldout.h5 \\
+        --eval outputs/clean/test.h5 --predictions outputs/heldout_predictions.csv
 """
 
 from __future__ import annotations
