@@ -40,7 +40,7 @@ HANDWRITING_MIX: tuple[tuple[int, tuple[str, ...]], ...] = (
 #: Samples per epoch of each stream: a new ``epoch`` (fresh samples) after this many.
 STREAM_COUNT = 8192
 #: Planned steps of the handwriting recipe (batches of 128), sized for a quiet 2-core machine.
-HANDWRITING_STEPS = 900
+HANDWRITING_STEPS = 1400
 
 
 class RobustRecognizer(nn.Module):
