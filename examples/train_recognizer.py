@@ -31,6 +31,15 @@ about 97% sequence accuracy in under five minutes on two cores)::
     seqbuilder build hydra.run.dir=outputs/recognizer splits.train.count=30000
     python examples/train_recognizer.py --train outputs/recognizer/train.h5 \\
         --test outputs/recognizer/test.h5 --predictions outputs/recognizer/predictions.csv
+
+A built file is read through ``ChunkShuffle`` as the ``DataLoader``'s batch sampler (chunk-wise
+reads). Without a file: ``--stream [OVERRIDE ...]`` trains this model on fresh
+``SequenceStream`` samples, and ``--recipe handwriting`` trains the robust recogniser of
+``recognizer_recipes.py`` on augmented streams within ``--minutes``, then scores ``--test`` and
+every ``--eval`` file (any width)::
+
+    python examples/train_recognizer.py --recipe handwriting --test outputs/heldout.h5 \\
+        --eval outputs/clean/test.h5 --predictions outputs/heldout_predictions.csv
 """
 
 from __future__ import annotations
@@ -50,7 +59,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from seqbuilder import SequenceDataset
+from seqbuilder import ChunkShuffle, SequenceDataset
 
 BLANK = 10  # CTC blank class; classes 0..9 are the digits themselves
 CLASSES = 11
@@ -153,7 +162,27 @@ def make_loader(
     *,
     shuffle: bool,
 ) -> DataLoader[Sample]:
-    """Return a DataLoader over ``dataset`` with ``args.workers`` worker processes."""
+    """Return a DataLoader over ``dataset`` with ``args.workers`` worker processes.
+
+    Shuffled batches of a whole file take the fast path: ``ChunkShuffle`` as the batch sampler,
+    so each worker reads a batch chunk by chunk (``ds.batch``) instead of sample by sample.
+    """
+    if shuffle and isinstance(dataset, SequenceDataset):
+        sampler = ChunkShuffle(
+            dataset,
+            batch_size=args.batch_size,
+            buffer_chunks=max(1, args.batch_size // dataset.chunk_samples),
+            seed=args.seed,
+        )
+        return DataLoader(
+            _as_torch(dataset),
+            batch_sampler=sampler,
+            num_workers=args.workers,
+            collate_fn=collate,
+            worker_init_fn=_one_thread,
+            persistent_workers=args.workers > 0,
+            prefetch_factor=4 if args.workers > 0 else None,
+        )
     return DataLoader(
         _as_torch(dataset),
         batch_size=args.batch_size,
@@ -181,6 +210,8 @@ def train(model: Recognizer, loader: DataLoader[Sample], args: argparse.Namespac
     ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
+        if isinstance(loader.batch_sampler, ChunkShuffle):
+            loader.batch_sampler.set_epoch(epoch - 1)
         model.train()
         total, batches = 0.0, 0
         for images, targets, lengths in loader:
@@ -222,8 +253,28 @@ def write_predictions(path: Path, predictions: Sequence[str]) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train", type=Path, required=True, help="a built train.h5")
-    parser.add_argument("--test", type=Path, required=True, help="the matching test.h5")
+    parser.add_argument("--train", type=Path, help="a built train.h5")
+    parser.add_argument("--test", type=Path, required=True, help="the .h5 file to predict")
+    parser.add_argument(
+        "--recipe",
+        choices=["handwriting"],
+        help="train the robust recogniser on its own augmented streams (no --train)",
+    )
+    parser.add_argument(
+        "--stream",
+        nargs="*",
+        metavar="OVERRIDE",
+        help="train on SequenceStream(OVERRIDE...) instead of a file, fresh samples each pass",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="training steps with --recipe or --stream"
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=9.0, help="training time budget with --recipe/--stream"
+    )
+    parser.add_argument(
+        "--eval", type=Path, action="append", default=[], help="another .h5 file to score"
+    )
     parser.add_argument("--epochs", type=int, default=3, help="passes over the train samples")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
@@ -237,6 +288,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if (args.train is None) == (args.recipe is None and args.stream is None):
+        parser.error("give exactly one of --train FILE, --recipe NAME or --stream [OVERRIDE ...]")
     for name in ("epochs", "batch_size", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -251,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    if args.train is None:
+        return _main_generated(args, started)
 
     train_set = SequenceDataset(args.train)
     test_set = SequenceDataset(args.test)
@@ -272,6 +327,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"test digit accuracy (1 - CER): {digit_accuracy:.4f}")
     print(f"test sequence accuracy: {sequence_accuracy:.4f} ({len(truths)} samples)")
+    print(f"wrote {args.predictions}; total time {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _main_generated(args: argparse.Namespace, started: float) -> int:
+    """``--recipe`` / ``--stream``: train on generated samples, then score every file."""
+    import recognizer_recipes as recipes  # next to this script
+
+    steps = args.steps or (recipes.HANDWRITING_STEPS if args.recipe else 3 * 30_000 // 128)
+    model = recipes.train_generated(
+        args.recipe, args.stream or [], steps=steps, minutes=args.minutes,
+        lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+    )  # fmt: skip
+    print(f"training done at {time.perf_counter() - started:.0f} s", flush=True)
+    for path in [*args.eval, args.test]:
+        truths, predictions = recipes.predict_file(model, SequenceDataset(path), greedy_decode)
+        digit_accuracy, sequence_accuracy = score(truths, predictions)
+        print(f"{path}: digit accuracy (1 - CER) {digit_accuracy:.4f}, "
+              f"sequence accuracy {sequence_accuracy:.4f} ({len(truths)} samples)")  # fmt: skip
+    write_predictions(args.predictions, predictions)
     print(f"wrote {args.predictions}; total time {time.perf_counter() - started:.0f} s")
     return 0
 
