@@ -25,12 +25,23 @@ and the shuffling derive from the seed, the workers draw no random numbers, and 
 kernels give the same results for the same thread count (two runs write identical predictions).
 ``torch.use_deterministic_algorithms`` is left off: it made the convolutions four times slower.
 
+Weights: ``--save PATH`` writes them after training; ``--load PATH`` reads them instead of
+training. Instead of the test split, ``--read SAMPLES.npy`` reads any array of images (for
+example a generator's samples, ``(N, 28, W)`` uint8 or float in [0, 1], checked as
+``seqbuilder gallery`` checks it) and writes its predictions CSV; with ``--labels LABELS.npy``
+(the strings the samples should show) it prints how many it reads as their label, the digit
+accuracy and the sequence accuracy by length. ``docs/generative.md`` uses this to judge
+``examples/train_generator.py``.
+
 The configuration documented in the README (lengths 1..6, width 200, 30,000 train samples;
 about 97% sequence accuracy in under five minutes on two cores)::
 
     seqbuilder build hydra.run.dir=outputs/recognizer splits.train.count=30000
     python examples/train_recognizer.py --train outputs/recognizer/train.h5 \\
-        --test outputs/recognizer/test.h5 --predictions outputs/recognizer/predictions.csv
+        --test outputs/recognizer/test.h5 --predictions outputs/recognizer/predictions.csv \\
+        --save outputs/recognizer/recognizer.pt
+    python examples/train_recognizer.py --load outputs/recognizer/recognizer.pt \\
+        --read samples.npy --labels labels.npy --predictions readings.csv
 
 A built file is read through ``ChunkShuffle`` as the ``DataLoader``'s batch sampler (chunk-wise
 reads). Without a file: ``--stream [OVERRIDE ...]`` trains this model on fresh
@@ -60,6 +71,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from seqbuilder import ChunkShuffle, SequenceDataset
+from seqbuilder.view.inspection import load_label_array, load_sample_array
 
 BLANK = 10  # CTC blank class; classes 0..9 are the digits themselves
 CLASSES = 11
@@ -250,22 +262,100 @@ def write_predictions(path: Path, predictions: Sequence[str]) -> None:
     os.replace(tmp, path)
 
 
+def load_recognizer(path: Path) -> Recognizer:
+    """Load weights written by :func:`save_recognizer` (tensors only: ``weights_only``)."""
+    model = Recognizer()
+    model.load_state_dict(torch.load(path, weights_only=True)["model"])
+    return model
+
+
+def save_recognizer(path: Path, model: Recognizer) -> None:
+    """Save the weights atomically (a temporary name, then a rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model.state_dict()}, tmp)
+    os.replace(tmp, path)
+
+
+def evaluate(model: Recognizer, args: argparse.Namespace) -> list[str]:
+    """Predict every sample of ``args.test``, print the test figures; return the predictions."""
+    test_set = SequenceDataset(args.test)
+    truths, predictions = predict(model, make_loader(test_set, args, shuffle=False))
+    digit_accuracy, sequence_accuracy = score(truths, predictions)
+    print(f"test digit accuracy (1 - CER): {digit_accuracy:.4f}")
+    print(f"test sequence accuracy: {sequence_accuracy:.4f} ({len(truths)} samples)")
+    return predictions
+
+
+@torch.no_grad()
+def read(model: Recognizer, args: argparse.Namespace) -> list[str]:
+    """Read every image of ``args.read`` (a ``.npy`` array, e.g. a generator's samples).
+
+    The array is checked as ``seqbuilder gallery`` checks it: ``(N, 28, W)`` or
+    ``(N, 1, 28, W)``, uint8 or float in [0, 1]. With ``args.labels`` (the strings the samples
+    should show, as the gallery takes them) it prints how many are read as their label, the
+    digit accuracy and the sequence accuracy by length.
+
+    Returns:
+        The N predicted strings, in array order.
+
+    Raises:
+        ValueError: The array or the labels are malformed (one line naming the file).
+    """
+    images = torch.from_numpy(load_sample_array(args.read))  # (N, 28, W) float32 in [0, 1]
+    truths = None if args.labels is None else load_label_array(args.labels, len(images))
+    model.eval()
+    predictions: list[str] = []
+    for batch in images.split(args.batch_size):
+        predictions += greedy_decode(model(batch.unsqueeze(1)))
+    print(f"read {len(images)} samples of {args.read} (width {images.shape[-1]})")
+    if truths is not None:
+        report_reading(truths, predictions)
+    return predictions
+
+
+def report_reading(truths: Sequence[str], predictions: Sequence[str]) -> None:
+    """Print how many predictions equal their label: overall, by length, and per digit."""
+    digit_accuracy, sequence_accuracy = score(truths, predictions)
+    right = sum(p == t for p, t in zip(predictions, truths, strict=True))
+    print(
+        f"read as their label: {right} of {len(truths)} (sequence accuracy "
+        f"{sequence_accuracy:.4f}); digit accuracy (1 - CER): {digit_accuracy:.4f}"
+    )
+    by_length = []
+    for length in sorted({len(t) for t in truths}):
+        pairs = [(p, t) for p, t in zip(predictions, truths, strict=True) if len(t) == length]
+        exact = sum(p == t for p, t in pairs)
+        by_length.append(f"{length}: {exact / len(pairs):.3f} ({len(pairs)})")
+    print(f"sequence accuracy by length: {', '.join(by_length)}")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse the command line."""
+    """Parse the command line: a model (``--train`` or ``--load``), what it predicts
+    (``--test`` or ``--read``), and the training options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train", type=Path, help="a built train.h5")
-    parser.add_argument("--test", type=Path, required=True, help="the .h5 file to predict")
-    parser.add_argument(
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--train", type=Path, help="a built train.h5 to train on")
+    model.add_argument("--load", type=Path, help="weights written by --save: skip training")
+    model.add_argument(
         "--recipe",
         choices=["handwriting"],
-        help="train the robust recogniser on its own augmented streams (no --train)",
+        help="train the robust recogniser on its own augmented streams (no file)",
     )
-    parser.add_argument(
+    model.add_argument(
         "--stream",
         nargs="*",
         metavar="OVERRIDE",
         help="train on SequenceStream(OVERRIDE...) instead of a file, fresh samples each pass",
     )
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--test", type=Path, help="a built .h5 file to evaluate on")
+    target.add_argument(
+        "--read", type=Path, metavar="SAMPLES.npy", help="images to read, (N, 28, W) in [0, 1]"
+    )
+    parser.add_argument(
+        "--labels", type=Path, metavar="LABELS.npy", help="with --read: what each sample shows"
+    )
+    parser.add_argument("--save", type=Path, default=None, help="write the trained weights here")
     parser.add_argument(
         "--steps", type=int, default=None, help="training steps with --recipe or --stream"
     )
@@ -283,50 +373,68 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--max-train", type=int, default=None, help="use only the first N train samples"
     )
     parser.add_argument(
-        "--predictions", type=Path, default=Path("predictions.csv"), help="CSV to write"
+        "--predictions",
+        type=Path,
+        default=Path("predictions.csv"),
+        help="CSV to write: the predictions for --test or --read",
     )
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if (args.train is None) == (args.recipe is None and args.stream is None):
-        parser.error("give exactly one of --train FILE, --recipe NAME or --stream [OVERRIDE ...]")
+    generated = args.recipe is not None or args.stream is not None
+    if generated and (args.test is None or args.save is not None):
+        parser.error("--recipe and --stream train, then score --test (they do not --save)")
     for name in ("epochs", "batch_size", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.workers < 0 or (args.max_train is not None and args.max_train < 1):
         parser.error("--workers must be >= 0 and --max-train >= 1")
+    if args.labels is not None and args.read is None:
+        parser.error("--labels goes with --read SAMPLES.npy")
+    if args.load is not None and args.save is not None:
+        parser.error("--save goes with --train: --load skips training")
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Train, evaluate, print the figures and write the predictions; return the exit status."""
-    args = parse_args(argv)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    started = time.perf_counter()
-    if args.train is None:
-        return _main_generated(args, started)
-
+def train_recognizer(args: argparse.Namespace) -> Recognizer:
+    """Build the model and train it on ``args.train``, as the options say."""
     train_set = SequenceDataset(args.train)
-    test_set = SequenceDataset(args.test)
-    if train_set.width != test_set.width:
-        sys.exit(f"train width {train_set.width} != test width {test_set.width}: build together")
+    if args.test is not None and SequenceDataset(args.test).width != train_set.width:
+        sys.exit(f"train width {train_set.width} != test width of {args.test}: build together")
     train_data: SequenceDataset | Subset[Sample] = train_set
     if args.max_train is not None and args.max_train < len(train_set):
         train_data = Subset(_as_torch(train_set), range(args.max_train))
     print(
-        f"train: {len(train_data)} samples of {args.train}; test: {len(test_set)} samples of "
-        f"{args.test}; width {train_set.width}; {args.workers} workers, {args.threads} threads"
+        f"train: {len(train_data)} samples of {args.train}; width {train_set.width}; "
+        f"{args.workers} workers, {args.threads} threads"
     )
-
     model = Recognizer()
     train(model, make_loader(train_data, args, shuffle=True), args)
-    truths, predictions = predict(model, make_loader(test_set, args, shuffle=False))
-    digit_accuracy, sequence_accuracy = score(truths, predictions)
-    write_predictions(args.predictions, predictions)
+    if args.save is not None:
+        save_recognizer(args.save, model)
+        print(f"wrote {args.save}")
+    return model
 
-    print(f"test digit accuracy (1 - CER): {digit_accuracy:.4f}")
-    print(f"test sequence accuracy: {sequence_accuracy:.4f} ({len(truths)} samples)")
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Train or load, predict the test split or an array, write the predictions; return 0."""
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    if args.recipe is not None or args.stream is not None:
+        return _main_generated(args, started)
+
+    model = train_recognizer(args) if args.train is not None else load_recognizer(args.load)
+    if args.test is not None:
+        predictions = evaluate(model, args)
+    else:
+        try:
+            predictions = read(model, args)
+        except ValueError as error:  # a malformed array or labels file: one line, status 2
+            print(f"train_recognizer.py: error: {error}", file=sys.stderr)
+            return 2
+    write_predictions(args.predictions, predictions)
     print(f"wrote {args.predictions}; total time {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -109,4 +109,4 @@ def test_training_needs_exactly_one_source_of_samples(tiny_run_dir: Path) -> Non
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
     assert result.returncode == 2
-    assert "give exactly one of --train FILE, --recipe NAME or --stream" in result.stderr
+    assert "argument --recipe: not allowed with argument --train" in result.stderr
