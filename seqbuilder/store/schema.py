@@ -75,7 +75,10 @@ class DeflateEngine(Enum):
 #: Storage choices as plain strings, for the writer's checks and the reader.
 STORAGE_DTYPES = tuple(member.value for member in StorageDtype)
 COMPRESSIONS = tuple(member.value for member in Compression)
-DEFAULT_COMPRESSION_LEVEL = 4
+# Level 1: gzip's fast end. On these images levels 4..9 cost zlib 1.5x to 4x the time for 3 to
+# 9% smaller chunks, and with deflate=auto level 1 means isal or zlib's run-length strategy,
+# which beat zlib level 4 on both speed and size (docs/performance.md has the figures).
+DEFAULT_COMPRESSION_LEVEL = 1
 # 8 samples of width 200 are a 44 KiB chunk: a shuffled read decompresses it in ~0.15 ms while
 # the file stays within 3% of the best gzip ratio (benchmarks/bench_read.py has the table).
 DEFAULT_CHUNK_SAMPLES = 8
