@@ -132,8 +132,10 @@ def encode_block(
     Args:
         encoding: the writer's :meth:`~seqbuilder.store.writer.SplitWriter.block_encoding`.
         images: ``(B, 28, W)`` in the storage dtype.
-        labels, lengths, boxes, source_index: as for
-            :meth:`~seqbuilder.store.writer.SplitWriter.write`.
+        labels: ``(B, L)`` digits, padded with -1.
+        lengths: ``(B,)`` digit counts.
+        boxes: ``(B, L, 4)`` ink boxes, -1 padded.
+        source_index: ``(B, L)`` MNIST indices, -1 padded.
 
     Returns:
         The block's chunks, ready for
