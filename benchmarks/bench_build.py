@@ -1,24 +1,31 @@
-"""Measure the dataset build against its ceilings: engine, naive reference, zlib, end to end.
+"""Measure the dataset build against its baselines, every baseline measured in the same run.
 
-Run from the repository root (about two minutes on a 2-core machine)::
+Run from the repository root (about four minutes on an idle 2-core machine)::
 
     SEQBUILDER_DATA=../shared/mnist python benchmarks/bench_build.py
 
-Prints, for this machine and in one run:
+Prints the build rows of the performance table (issue #13), for this machine:
 
-(a) the batch engine's in-memory composition rate, one core: ``generate_batch`` on blocks of
-    4096 five-digit sequences, width 200, uint8;
-(b) a naive per-image reference on the same task (per image: draw its MNIST samples and gaps,
-    ``np.hstack`` digits and gap columns, pad to the width), MNIST preloaded;
-(c) the ceiling of a gzip build: zlib's compression rate of those images at the given level
-    and chunk shape, times the worker count; and, since cores of a shared virtual machine do
-    not add up perfectly, the rate of that many processes compressing at once;
-(d) the end-to-end rate of ``seqbuilder build`` writing ``--count`` train images with gzip at
-    ``--level`` and ``workers=--workers``, then the same with lzf, and with gzip written by the
-    isal deflate encoder (wall time of the whole command, start-up included);
-(e) the peak memory of each build: the proportional set size (PSS) summed over the build
-    process and its workers, sampled every 50 ms from /proc; and the same for a build of a
-    quarter of the count, to show that memory does not grow with the count.
+- **uncompressed build, workers=1**: ``seqbuilder build`` of ``--count`` images with
+  ``storage.compression=none``, against the rate the batch engine and a plain h5py write allow
+  together, ``1 / (1/engine + 1/write)``. The engine is ``generate_batch`` on blocks of 4096
+  (one core); the plain write stores the same images with ``dataset[i:j] = block`` into a
+  dataset of the build's layout (chunks of ``--chunk`` samples, fletcher32, no compression),
+  then closes and fsyncs the file as the build does. Target: 80%.
+- **gzip level 1 build, 2 workers**: against the zlib ceiling, 2 processes doing nothing but
+  ``zlib.compress(chunk, 1)`` on the stored chunks. Target: 80%.
+- **lzf build, 2 workers**. Target: 60,000 img/s.
+- **default build**: ``seqbuilder build splits.train.count=1000000`` as a user types it (the
+  console script: start-up, both splits, galleries, card), against the same build with the
+  previous defaults (``storage.deflate=zlib storage.compression_level=4``). Targets: 12 s, and
+  a file within 10% of the previous size.
+
+The first three build five-digit sequences of width 200, uint8 (the engine's task). Rates are
+the whole command's (start-up included); the steady rate beside them leaves out the fixed cost
+of a one-block build of the same command (start-up, MNIST, the last fsync). Peak memory is the
+proportional set size (PSS) summed over the build process and its workers, sampled every 50 ms
+from /proc. ``--repeat N`` runs every measure N times, interleaved, and keeps the best of each:
+on a shared machine noise only ever slows a run down.
 
 Nothing here asserts on timing: the numbers are for reading.
 """
@@ -28,14 +35,18 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
 import numpy.typing as npt
 
@@ -47,24 +58,69 @@ BLOCK = 4096
 LENGTH = 5
 WIDTH = 200
 SPACING = (0, 10)  # widest: 5 * 28 + 4 * 10 = 180 <= 200
+# the engine's task, for the three throughput rows
+TASK = (
+    "~splits.test", "gallery.count=0", f"width={WIDTH}",
+    f"sequences.min_length={LENGTH}", f"sequences.max_length={LENGTH}",
+    f"spacing.min={SPACING[0]}", f"spacing.max={SPACING[1]}",
+)  # fmt: skip
+PREVIOUS_DEFAULTS = ("storage.deflate=zlib", "storage.compression_level=4")
 
 
-def engine_rate(split: MnistSource, seconds: float) -> tuple[float, npt.NDArray[np.uint8]]:
-    """Return (a) in samples/s, and one block of images for the compression ceiling."""
+@dataclass
+class Best:
+    """The best of repeated measures: the highest rate, the shortest time."""
+
+    values: list[float] = field(default_factory=list)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    @property
+    def high(self) -> float:
+        return max(self.values, default=0.0)
+
+    @property
+    def low(self) -> float:
+        return min(self.values, default=float("inf"))
+
+
+@dataclass
+class Run:
+    """One ``seqbuilder build`` command: its wall times, peak memory and file size."""
+
+    seconds: Best = field(default_factory=Best)
+    peak: Best = field(default_factory=Best)
+    size: int = 0
+
+
+# --- in-memory baselines ------------------------------------------------------------------------
+
+
+def block_images(split: MnistSource) -> npt.NDArray[np.uint8]:
+    """One block of the engine's task, ``(4096, 28, 200) uint8``."""
     rng = np.random.default_rng(0)
     digits = rng.integers(0, 10, (BLOCK, LENGTH))
     lengths = np.full(BLOCK, LENGTH)
     options = ComposeOptions()
-    images = generate_batch(split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8).images
+    return generate_batch(split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8).images
+
+
+def engine_rate(split: MnistSource, seconds: float) -> float:
+    """The batch engine on one core, in samples/s."""
+    rng = np.random.default_rng(0)
+    digits = rng.integers(0, 10, (BLOCK, LENGTH))
+    lengths = np.full(BLOCK, LENGTH)
+    options = ComposeOptions()
     blocks, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
         generate_batch(split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8)
         blocks += 1
-    return blocks * BLOCK / elapsed, images
+    return blocks * BLOCK / elapsed
 
 
 def naive_rate(split: MnistSource, seconds: float) -> float:
-    """Return (b): the straightforward per-image loop, in samples/s."""
+    """The straightforward per-image loop (draw, ``np.hstack``, pad), in samples/s."""
     rng = np.random.default_rng(0)
     by_label = [
         split.label_order[split.label_starts[d] : split.label_starts[d + 1]] for d in range(10)
@@ -86,18 +142,29 @@ def naive_rate(split: MnistSource, seconds: float) -> float:
     return samples / elapsed
 
 
-def zlib_rate(images: npt.NDArray[np.uint8], chunk: int, level: int, seconds: float) -> float:
-    """Return zlib's one-core rate, in samples/s, on ``chunk``-sample chunks of ``images``."""
-    chunks = [images[i : i + chunk].tobytes() for i in range(0, len(images), chunk)]
-    samples, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        for data in chunks:
-            zlib.compress(data, level)
-        samples += len(images)
-    return samples / elapsed
+def plain_write_rate(images: npt.NDArray[np.uint8], count: int, chunk: int, folder: Path) -> float:
+    """h5py writing ``count`` images (``images`` over and over) the plain way, in samples/s.
+
+    The dataset has the build's layout (chunks of ``chunk`` samples, fletcher32, the oldest
+    file format); the file is closed and fsynced, as the build makes its file durable.
+    """
+    path = folder / "plain.h5"
+    start = time.perf_counter()
+    with h5py.File(path, "w", libver=("earliest", "v110")) as file:
+        dataset = file.create_dataset(
+            "images", (count, 28, WIDTH), np.uint8, chunks=(chunk, 28, WIDTH), fletcher32=True
+        )
+        for first in range(0, count, BLOCK):
+            rows = min(BLOCK, count - first)
+            dataset[first : first + rows] = images[:rows]
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+    rate = count / (time.perf_counter() - start)
+    path.unlink()
+    return rate
 
 
-def _zlib_worker(job: tuple[list[bytes], int, float]) -> float:
+def _compress_for(job: tuple[list[bytes], int, float]) -> float:
     chunks, level, seconds = job
     samples, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
@@ -107,18 +174,17 @@ def _zlib_worker(job: tuple[list[bytes], int, float]) -> float:
     return samples / elapsed
 
 
-def concurrent_zlib_rate(
+def zlib_ceiling(
     images: npt.NDArray[np.uint8], chunk: int, level: int, seconds: float, workers: int
 ) -> float:
-    """Return the summed rate, in samples/s, of ``workers`` processes compressing at once.
-
-    On a shared virtual machine the cores do not add up perfectly (other tenants, a shared
-    memory bus), so this is the ceiling the build can really approach.
-    """
+    """``workers`` processes doing nothing but ``zlib.compress(chunk, level)``: summed img/s."""
     chunks = [images[i : i + chunk].tobytes() for i in range(0, len(images), chunk)]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        rates = pool.map(_zlib_worker, [(chunks, level, seconds)] * workers)
+        rates = pool.map(_compress_for, [(chunks, level, seconds)] * workers)
     return sum(rates) * chunk
+
+
+# --- builds -------------------------------------------------------------------------------------
 
 
 def _tree_pss(pid: int) -> int:
@@ -144,17 +210,20 @@ def _tree_pss(pid: int) -> int:
     return total
 
 
-def build(count: int, workers: int, storage: list[str], out: Path) -> tuple[float, int, int]:
-    """Run ``seqbuilder build``; return (samples/s, peak PSS bytes, file bytes)."""
-    command = [
-        sys.executable, "-m", "seqbuilder", "build",
-        f"hydra.run.dir={out}", f"workers={workers}", f"splits.train.count={count}",
-        "~splits.test", "gallery.count=0", f"width={WIDTH}",
-        f"sequences.min_length={LENGTH}", f"sequences.max_length={LENGTH}",
-        f"spacing.min={SPACING[0]}", f"spacing.max={SPACING[1]}", *storage,
-    ]  # fmt: skip
+def _command() -> list[str]:
+    """``seqbuilder`` as a user runs it: the console script of this interpreter's install."""
+    script = Path(sys.executable).with_name("seqbuilder")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("seqbuilder")
+    return [found] if found else [sys.executable, "-m", "seqbuilder"]
+
+
+def build(overrides: list[str], out: Path, run: Run) -> None:
+    """Run ``seqbuilder build OVERRIDES`` into ``out``; add its time, peak and size to ``run``."""
+    command = [*_command(), "build", f"hydra.run.dir={out}", *overrides]
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
     done = threading.Event()
 
@@ -166,68 +235,179 @@ def build(count: int, workers: int, storage: list[str], out: Path) -> tuple[floa
 
     sampler = threading.Thread(target=sample)
     sampler.start()
-    code = process.wait()
+    _, errors = process.communicate()
     elapsed = time.perf_counter() - start
     done.set()
     sampler.join()
-    if code:
-        raise SystemExit(f"build failed with status {code}: {' '.join(command)}")
-    return count / elapsed, peak, (out / "train.h5").stat().st_size
+    if process.returncode:
+        tail = errors.decode(errors="replace")[-2000:]
+        raise SystemExit(f"build failed ({process.returncode}): {' '.join(command)}\n{tail}")
+    run.seconds.add(elapsed)
+    run.peak.add(peak)
+    run.size = sum(path.stat().st_size for path in out.glob("*.h5"))
+    shutil.rmtree(out)
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    """Every measure of one benchmark run, best of the repeats."""
+
+    engine: Best = field(default_factory=Best)
+    naive: Best = field(default_factory=Best)
+    write: Best = field(default_factory=Best)
+    ceiling: Best = field(default_factory=Best)
+    builds: dict[str, tuple[Run, Run]] = field(default_factory=dict)  # the build, one block
+    default: Run = field(default_factory=Run)
+    previous: Run = field(default_factory=Run)
+
+
+# throughput rows: storage and worker overrides of the engine's task
+BUILDS = {
+    "uncompressed": ["workers=1", "storage.compression=none"],
+    "gzip": [
+        "workers=2",
+        "storage.compression=gzip",
+        "storage.compression_level=1",
+        "storage.deflate=zlib",  # the ceiling is zlib's (deflate=auto would take isal)
+    ],
+    "lzf": ["workers=2", "storage.compression=lzf"],
+}
+
+
+def measure(args: argparse.Namespace, folder: Path) -> Results:
+    """Run every measure of ``args.rows``, ``args.repeat`` times, interleaved."""
+    split = load_mnist("train")
+    images = block_images(split)
+    count, chunk, seconds = args.count, args.chunk, args.seconds
+    chunked = f"storage.chunk_samples={chunk}"
+    task = [*TASK, f"splits.train.count={count}", chunked]
+    one_block = [*TASK, f"splits.train.count={BLOCK}", chunked]
+    default_build = [f"splits.train.count={args.default_count}"]
+    out = folder / "run"
+    results = Results(builds={name: (Run(), Run()) for name in BUILDS})
+    steps: list[Callable[[], None]] = []
+    if "uncompressed" in args.rows:
+        steps += [
+            lambda: results.engine.add(engine_rate(split, seconds)),
+            lambda: results.naive.add(naive_rate(split, seconds)),
+            lambda: results.write.add(plain_write_rate(images, count, chunk, folder)),
+        ]
+    if "gzip" in args.rows:
+        steps.append(lambda: results.ceiling.add(zlib_ceiling(images, chunk, 1, seconds, 2)))
+    for name, options in BUILDS.items():
+        if name in args.rows:
+            whole, startup = results.builds[name]
+            steps.append(lambda o=options, r=whole: build([*task, *o], out, r))
+            steps.append(lambda o=options, r=startup: build([*one_block, *o], out, r))
+    if "default" in args.rows:
+        steps.append(lambda: build(default_build, out, results.default))
+        steps.append(lambda: build([*default_build, *PREVIOUS_DEFAULTS], out, results.previous))
+    for _ in range(args.repeat):
+        for step in steps:
+            step()
+    return results
+
+
+def _rate(count: int, run: Run) -> float:
+    return count / run.seconds.low
+
+
+def _steady(count: int, run: Run, startup: Run) -> str:
+    rate = (count - BLOCK) / max(run.seconds.low - startup.seconds.low, 1e-9)
+    return f"steady {rate:,.0f} (start-up {startup.seconds.low:.1f} s)"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
+def table(args: argparse.Namespace, results: Results) -> list[tuple[str, ...]]:
+    """The rows of the printed table, for the measured ``args.rows``."""
+    count, rows = args.count, []
+    if "uncompressed" in args.rows:
+        whole, startup = results.builds["uncompressed"]
+        engine, write = results.engine.high, results.write.high
+        together = 1 / (1 / engine + 1 / write)
+        rate = _rate(count, whole)
+        rows.append((
+            f"uncompressed build, workers=1, {count:,} img",
+            f"{rate:,.0f} img/s ({rate / results.naive.high:.1f}x naive); "
+            + _steady(count, whole, startup),
+            f"engine {engine:,.0f}; plain h5py write {write:,.0f}; together {together:,.0f} img/s",
+            ">= 80% of together",
+            f"{rate / together:.0%}, {_met(rate >= 0.8 * together)}",
+        ))  # fmt: skip
+    if "gzip" in args.rows:
+        whole, startup = results.builds["gzip"]
+        rate, ceiling = _rate(count, whole), results.ceiling.high
+        rows.append((
+            f"gzip level 1 build, 2 workers, {count:,} img",
+            f"{rate:,.0f} img/s; " + _steady(count, whole, startup),
+            f"zlib ceiling (2 processes, level 1) {ceiling:,.0f} img/s",
+            ">= 80% of ceiling",
+            f"{rate / ceiling:.0%}, {_met(rate >= 0.8 * ceiling)}",
+        ))  # fmt: skip
+    if "lzf" in args.rows:
+        whole, startup = results.builds["lzf"]
+        rate = _rate(count, whole)
+        rows.append((
+            f"lzf build, 2 workers, {count:,} img",
+            f"{rate:,.0f} img/s; " + _steady(count, whole, startup),
+            "",
+            ">= 60,000 img/s",
+            _met(rate >= 60_000),
+        ))  # fmt: skip
+    if "default" in args.rows:
+        new, old = results.default, results.previous
+        seconds, size, change = new.seconds.low, new.size, new.size / old.size - 1
+        rows.append((
+            f"default build, `seqbuilder build splits.train.count={args.default_count}`",
+            f"{seconds:.1f} s, {size / 1e6:,.0f} MB",
+            f"previous defaults (zlib level 4): {old.seconds.low:.1f} s, {old.size / 1e6:,.0f} MB",
+            "<= 12 s, size within 10%",
+            f"{old.seconds.low / seconds:.1f}x faster, size {change:+.1%}, "
+            + _met(seconds <= 12 and abs(change) <= 0.10),
+        ))  # fmt: skip
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=1_000_000, help="train images to build")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--level", type=int, default=1, help="gzip level of the builds")
+    parser.add_argument("--count", type=int, default=1_000_000, help="images per throughput row")
+    parser.add_argument("--default-count", type=int, default=1_000_000, help="train images")
     parser.add_argument("--chunk", type=int, default=8, help="storage.chunk_samples")
     parser.add_argument("--seconds", type=float, default=3.0, help="per in-memory measure")
-    args = parser.parse_args(argv)
-
-    split = load_mnist("train")
-    engine, images = engine_rate(split, args.seconds)
-    naive = naive_rate(split, args.seconds)
-    one_core = zlib_rate(images, args.chunk, args.level, args.seconds)
-    ceiling = one_core * args.workers
-    concurrent = concurrent_zlib_rate(images, args.chunk, args.level, args.seconds, args.workers)
-    rows = [
-        ("(a) batch engine, 1 core, 5 digits, width 200, uint8", f"{engine:,.0f} img/s"),
-        ("(b) naive per-image reference (np.hstack loop)", f"{naive:,.0f} img/s"),
-        ("    (a) / (b)", f"{engine / naive:.1f}x"),
-        (f"(c) zlib level {args.level}, chunks of {args.chunk}, x {args.workers} workers",
-         f"{ceiling:,.0f} img/s ({one_core:,.0f} per core)"),
-        (f"    measured with {args.workers} processes compressing at once",
-         f"{concurrent:,.0f} img/s"),
-    ]  # fmt: skip
-    storage = [f"storage.chunk_samples={args.chunk}"]
-    with tempfile.TemporaryDirectory(prefix="bench_build_") as tmp:
-        runs = [
-            ("gzip", args.count, [*storage, f"storage.compression_level={args.level}"]),
-            ("lzf", args.count, [*storage, "storage.compression=lzf"]),
-            (
-                "gzip with storage.deflate=isal",
-                args.count,
-                [*storage, f"storage.compression_level={args.level}", "storage.deflate=isal"],
-            ),
-            ("gzip", args.count // 4, [*storage, f"storage.compression_level={args.level}"]),
-        ]
-        for number, (name, count, options) in enumerate(runs):
-            rate, peak, size = build(count, args.workers, options, Path(tmp) / str(number))
-            label = f"(d) seqbuilder build {count:,} images, {name}, workers={args.workers}"
-            detail = f"{rate:,.0f} img/s, file {size / 2**20:,.0f} MiB"
-            if name == "gzip" and count == args.count:
-                detail += f", {rate / ceiling:.0%} of (c), {rate / concurrent:.0%} of measured"
-            rows.append((label, detail))
-            rows.append(
-                ("(e) peak memory (PSS, all processes) of that build", f"{peak / 2**20:,.0f} MiB")
-            )
-    print(
-        f"seqbuilder build benchmark: {os.cpu_count()} cores, numpy {np.__version__}, "
-        f"python {sys.version.split()[0]}"
+    parser.add_argument("--repeat", type=int, default=1, help="runs of every measure, best kept")
+    parser.add_argument(
+        "--rows", nargs="+", default=[*BUILDS, "default"], choices=[*BUILDS, "default"]
     )
-    width = max(len(label) for label, _ in rows)
-    for label, value in rows:
-        print(f"{label:<{width}}  {value}")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench_build_") as tmp:
+        results = measure(args, Path(tmp))
+    try:
+        import isal  # noqa: F401
+
+        deflate = "isal installed (deflate=auto uses it)"
+    except ImportError:
+        deflate = "isal not installed (deflate=auto uses rle)"
+    print(
+        f"seqbuilder build benchmark: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
+        f"numpy {np.__version__}, h5py {h5py.__version__}, python {sys.version.split()[0]}, "
+        f"{deflate}, best of {args.repeat}"
+    )
+    print("| path | now | baseline, same run | target | result |")
+    print("|---|---|---|---|---|")
+    for row in table(args, results):
+        print("| " + " | ".join(row) + " |")
+    peaks = [(name, whole.peak.high) for name, (whole, _) in results.builds.items()]
+    peaks.append(("default", results.default.peak.high))
+    print(
+        "peak memory (PSS, all processes): "
+        + ", ".join(f"{name} {peak / 2**20:,.0f} MiB" for name, peak in peaks if peak)
+    )
     return 0
 
 

@@ -4,11 +4,15 @@ Builds one images dataset of real MNIST sequences (uint8, width 200 by default) 
 with each chunk size and compression through :class:`seqbuilder.store.SplitWriter`, then times
 ``SequenceDataset[i]`` on a freshly opened file over shuffled indices, the access pattern of a
 training loop with ``shuffle=True``. The files sit in the page cache, so the read figures are
-HDF5 + decompression cost, not disk seeks.
+HDF5 + decompression cost, not disk seeks. A compression ``gzip:ENGINE`` (``gzip:rle``,
+``gzip:isal``) writes gzip chunks made by that deflate engine, as a build's workers make them
+(the write rate is then one process encoding and writing); plain ``gzip`` is HDF5's zlib.
 
 Usage::
 
     SEQBUILDER_DATA=/path/to/mnist python benchmarks/bench_read.py [--count 20000] [--width 200]
+    SEQBUILDER_DATA=/path/to/mnist python benchmarks/bench_read.py --chunks 8 \
+        --compressions gzip gzip:rle gzip:isal
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import numpy as np
 from seqbuilder.image.engine import generate_batch
 from seqbuilder.image.options import ComposeOptions
 from seqbuilder.mnist.load import load_mnist
+from seqbuilder.store.chunks import encode_block
 from seqbuilder.store.reader import SequenceDataset
+from seqbuilder.store.schema import DEFAULT_COMPRESSION_LEVEL
 from seqbuilder.store.writer import SplitWriter
 
 CHUNK_SAMPLES = (1, 4, 8, 16, 32, 64, 256)
@@ -32,6 +38,7 @@ COMPRESSIONS = ("gzip", "lzf", "none")
 MAX_LENGTH = 6
 SPACING = (0, 4)  # 6 digits with gaps up to 4 need 188 columns: fits width 200
 WRITE_BLOCK = 1024  # samples per write() call, like a builder block
+ENCODED_BLOCK = 4096  # samples per encoded block: whole chunks of every dataset, as in a build
 
 
 def make_samples(count: int, width: int, seed: int) -> dict[str, np.ndarray]:
@@ -52,8 +59,11 @@ def make_samples(count: int, width: int, seed: int) -> dict[str, np.ndarray]:
     }
 
 
-def write_file(path: Path, samples: dict[str, np.ndarray], compression: str, chunk: int) -> float:
+def write_file(
+    path: Path, samples: dict[str, np.ndarray], compression: str, chunk: int, level: int
+) -> float:
     """Write ``samples`` to ``path``; return the seconds spent."""
+    compression, _, deflate = compression.partition(":")
     count, _, width = samples["images"].shape
     attrs = {
         "config": "benchmark: true\n",
@@ -70,11 +80,20 @@ def write_file(path: Path, samples: dict[str, np.ndarray], compression: str, chu
         width=width,
         max_length=MAX_LENGTH,
         compression=compression,
+        compression_level=level,
         chunk_samples=chunk,
         attrs=attrs,
     ) as writer:
-        for first in range(0, count, WRITE_BLOCK):
-            writer.write(*(array[first : first + WRITE_BLOCK] for array in samples.values()))
+        encoding = writer.block_encoding(deflate, ENCODED_BLOCK) if deflate else None
+        if deflate and encoding is None:
+            raise SystemExit(f"{compression}:{deflate} chunks of {chunk} cannot be pre-encoded")
+        block = ENCODED_BLOCK if encoding else WRITE_BLOCK
+        for first in range(0, count, block):
+            arrays = [array[first : first + block] for array in samples.values()]
+            if encoding is None:
+                writer.write(*arrays)
+            else:
+                writer.write_block(encode_block(encoding, *arrays))
     return time.perf_counter() - start
 
 
@@ -98,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reads", type=int, default=2_000)
     parser.add_argument("--chunks", type=int, nargs="+", default=list(CHUNK_SAMPLES))
     parser.add_argument("--compressions", nargs="+", default=list(COMPRESSIONS))
+    parser.add_argument("--level", type=int, default=DEFAULT_COMPRESSION_LEVEL, help="gzip level")
     args = parser.parse_args(argv)
     samples = make_samples(args.count, args.width, seed=0)
     raw_mib = samples["images"].nbytes / 2**20
@@ -112,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for compression in args.compressions:
             for chunk in args.chunks:
                 path = Path(folder) / f"{compression}-{chunk}.h5"
-                seconds = write_file(path, samples, compression, chunk)
+                seconds = write_file(path, samples, compression, chunk, args.level)
                 micros = read_latencies(path, indices)
                 size = path.stat().st_size
                 chunk_kib = chunk * 28 * args.width / 1024

@@ -114,9 +114,11 @@ class StorageConfig:
     compression_level: int = DEFAULT_COMPRESSION_LEVEL
     # samples per HDF5 chunk of `images`; small chunks make shuffled single-sample reads fast
     chunk_samples: int = DEFAULT_CHUNK_SAMPLES
-    # gzip encoder: zlib (chunks byte-identical to HDF5's own) or isal (Intel ISA-L, about 4x
-    # faster at levels 0..3, standard deflate any reader decodes; needs seqbuilder[fast])
-    deflate: DeflateEngine = DeflateEngine.zlib
+    # gzip encoder, all writing standard deflate any reader decodes: auto (levels 1..3: isal if
+    # installed, else rle; other levels: zlib), zlib (chunks byte-identical to HDF5's own), rle
+    # (zlib's run-length strategy: 2x level 4's speed, smaller on these images) or isal (Intel
+    # ISA-L, 4x zlib's speed at levels 0..3; needs seqbuilder[fast])
+    deflate: DeflateEngine = DeflateEngine.auto
 
     def __post_init__(self) -> None:
         if not 0 <= self.compression_level <= 9:

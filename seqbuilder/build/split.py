@@ -8,18 +8,23 @@ cut in half by a stop signal (see :mod:`seqbuilder.build.stopping`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from ..store.chunks import BlockEncoding, EncodedBlock, resolve_deflate
+from ..store.schema import Compression
 from ..store.writer import SplitWriter
-from .config import BuildConfig
+from .config import BuildConfig, StorageConfig
 from .phases import reach
 from .plan import BLOCK_SAMPLES, Recipe, SplitPlan
-from .pool import EncodedBlock, Encoding, iterate_blocks
+from .pool import iterate_blocks, runs_in_process
 from .stopping import StopRequested, check
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_SECONDS = 1.0  # most work a crash (kill -9, power cut) can lose
 
@@ -80,27 +85,21 @@ def write_split(
             unit_scale=True,
         ) as bar,
     ):
-        # Workers compress the chunks (the costly part) on every core; the writer only stores
-        # bytes. That needs blocks made of whole chunks, and a filter we can run outside HDF5.
-        encoding = None
-        if writer.accepts_encoded and BLOCK_SAMPLES % writer.chunk_samples == 0:
-            encoding = Encoding(
-                writer.chunk_samples,
-                writer.compression,
-                storage.compression_level,
-                storage.deflate.value,
-            )
         remaining = plan.block_ids[writer.resumed // BLOCK_SAMPLES :]
+        encoding = _block_encoding(writer, storage, runs_in_process(workers, len(remaining)))
         last_checkpoint = time.monotonic()
-        blocks = iterate_blocks(recipe, plan, remaining, workers, encoding)
+        descriptor = writer.fileno()
+        inherited = () if descriptor is None else (descriptor,)
+        blocks = iterate_blocks(recipe, plan, remaining, workers, encoding, inherited)
         with contextlib.closing(blocks):  # closing stops and reaps the workers
             try:
                 for number, block in enumerate(blocks):
                     if isinstance(block, EncodedBlock):
-                        writer.write_encoded(*block)
+                        writer.write_block(block)
+                        bar.update(block.rows)
                     else:
                         writer.write(*block)
-                    bar.update(len(block.lengths))
+                        bar.update(len(block.lengths))
                     # A checkpoint flushes HDF5's caches: often enough to lose little, rarely
                     # enough to cost nothing measurable.
                     if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
@@ -115,3 +114,24 @@ def write_split(
         reach(f"finish:{plan.name}")
         writer.close()
     check()
+
+
+def _block_encoding(
+    writer: SplitWriter, storage: StorageConfig, in_process: bool
+) -> BlockEncoding | None:
+    """How the workers encode the chunks, or None when HDF5's filters do it here.
+
+    Workers encode every dataset's chunks (compression is the costly part) on every core and
+    the writer only stores bytes. That needs blocks made of whole chunks, and filters we can
+    run outside HDF5. Without workers, HDF5's own filters (C) do the same work faster where
+    they make the same bytes: no compression, or gzip through zlib.
+    """
+    deflate = resolve_deflate(storage.deflate.value, storage.compression_level)
+    encoding = writer.block_encoding(deflate, BLOCK_SAMPLES)
+    gzip = storage.compression is Compression.gzip
+    if in_process and (storage.compression is Compression.none or (gzip and deflate == "zlib")):
+        encoding = None
+    if gzip:
+        used = deflate if encoding is not None else "zlib"
+        log.info("%s: gzip level %d, deflate=%s", writer.path.name, writer.level, used)
+    return encoding

@@ -27,6 +27,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import InvalidValueError
 
@@ -60,16 +61,24 @@ class Compression(Enum):
 
 
 class DeflateEngine(Enum):
-    """Which deflate encoder the workers use for gzip chunks."""
+    """Which deflate encoder makes gzip chunks; all write zlib streams any reader decodes.
 
+    ``auto`` is :func:`seqbuilder.store.chunks.resolve_deflate`'s choice for the level.
+    """
+
+    auto = "auto"
     zlib = "zlib"
+    rle = "rle"
     isal = "isal"
 
 
 #: Storage choices as plain strings, for the writer's checks and the reader.
 STORAGE_DTYPES = tuple(member.value for member in StorageDtype)
 COMPRESSIONS = tuple(member.value for member in Compression)
-DEFAULT_COMPRESSION_LEVEL = 4
+# Level 1: gzip's fast end. On these images levels 4..9 cost zlib 1.5x to 4x the time for 3 to
+# 9% smaller chunks, and with deflate=auto level 1 means isal or zlib's run-length strategy,
+# which beat zlib level 4 on both speed and size (docs/performance.md has the figures).
+DEFAULT_COMPRESSION_LEVEL = 1
 # 8 samples of width 200 are a 44 KiB chunk: a shuffled read decompresses it in ~0.15 ms while
 # the file stays within 3% of the best gzip ratio (benchmarks/bench_read.py has the table).
 DEFAULT_CHUNK_SAMPLES = 8
@@ -167,3 +176,70 @@ def dataset_filters(method: str, level: int, itemsize: int) -> dict[str, Any]:
     if method == "zstd":
         return dict(hdf5plugin.Zstd(clevel=max(level, 1)), fletcher32=True)
     return dict(hdf5plugin.Blosc(cname="lz4", clevel=level, shuffle=1), fletcher32=True)
+
+
+def check_block(
+    images: npt.NDArray[Any],
+    labels: npt.NDArray[Any],
+    lengths: npt.NDArray[Any],
+    boxes: npt.NDArray[Any],
+    source_index: npt.NDArray[Any],
+    *,
+    width: int,
+    max_length: int,
+    dtype: np.dtype[Any],
+) -> dict[str, npt.NDArray[Any]]:
+    """Check a block of B samples against the schema; return each dataset's array to store.
+
+    Raises:
+        ValueError: A shape or value is wrong.
+        TypeError: ``images`` is not in the storage ``dtype``, or metadata is not integer.
+    """
+    images = np.asarray(images)
+    rows = len(images)
+    if images.shape[1:] != (HEIGHT, width) or images.ndim != 3:
+        raise ValueError(f"images has shape {images.shape}, expected (B, 28, {width})")
+    if images.dtype != dtype:
+        raise TypeError(f"images has dtype {images.dtype}, expected {dtype} (storage)")
+    if dtype.kind == "f" and rows and not (images.min() >= 0 and images.max() <= 1):
+        raise ValueError("float32 images must hold values in [0, 1]")
+    return {IMAGES: images} | check_fields(rows, max_length, labels, lengths, boxes, source_index)
+
+
+def check_fields(
+    rows: int,
+    max_length: int,
+    labels: npt.NDArray[Any],
+    lengths: npt.NDArray[Any],
+    boxes: npt.NDArray[Any],
+    source_index: npt.NDArray[Any],
+) -> dict[str, npt.NDArray[Any]]:
+    """Check the metadata of ``rows`` samples; return it in the stored dtypes.
+
+    Raises:
+        ValueError: A shape is not ``rows`` samples of ``max_length`` digits, or a value is
+            out of its range.
+        TypeError: An array is not integer.
+    """
+    length = max_length
+    return {
+        LABELS: _as_field(LABELS, labels, (rows, length), -1, 9),
+        LENGTHS: _as_field(LENGTHS, lengths, (rows,), 1, length),
+        BOXES: _as_field(BOXES, boxes, (rows, length, 4), -1, np.iinfo(np.int16).max),
+        SOURCE_INDEX: _as_field(
+            SOURCE_INDEX, source_index, (rows, length), -1, np.iinfo(np.int32).max
+        ),
+    }
+
+
+def _as_field(
+    name: str, values: npt.NDArray[Any], shape: tuple[int, ...], low: int, high: int
+) -> npt.NDArray[Any]:
+    array = np.asarray(values)
+    if array.shape != shape:
+        raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{name} has dtype {array.dtype}, expected integers")
+    if array.size and (array.min() < low or array.max() > high):
+        raise ValueError(f"{name} holds values outside {low}..{high}")
+    return array.astype(FIELD_DTYPES[name], copy=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -23,7 +24,7 @@ import numpy.typing as npt
 
 from .._atomic import publish, temporary_name
 from .._version import __version__
-from .chunks import can_encode
+from .chunks import BlockEncoding, ChunkFormat, EncodedBlock, can_encode
 from .schema import (
     BOXES,
     CHECKPOINT_ATTR,
@@ -44,11 +45,16 @@ from .schema import (
     REQUIRED_ATTRS,
     SOURCE_INDEX,
     STORAGE_DTYPES,
+    check_block,
     dataset_filters,
     plain_attr,
 )
 
 logger = logging.getLogger(__name__)
+
+# Bytes stored between two starts of the kernel's writeback (see SplitWriter._start_writeback):
+# the most the final fsync is left to write, besides what the disk has not caught up with.
+WRITEBACK_BYTES = 16 << 20
 
 
 class SplitWriter:
@@ -110,6 +116,7 @@ class SplitWriter:
         self._dtype = np.dtype(dtype)
         self._chunk = max(1, min(chunk_samples, count))
         self._compression = compression
+        self._level = compression_level
         file_attrs = _file_attrs(attrs, width)
         self._received = 0  # rows handed to write()
         self._written = 0  # rows stored in the file
@@ -117,6 +124,8 @@ class SplitWriter:
         self._pending: list[dict[str, npt.NDArray[Any]]] = []
         self._pending_rows = 0
         self._checkpointed = False
+        self._writeback: threading.Thread | None = None
+        self._unsynced = 0  # bytes stored since the last writeback started
         self._file: h5py.File | None = None
         if resume_from and self._reopen(resume_from, file_attrs):
             return
@@ -144,6 +153,7 @@ class SplitWriter:
         self._file.attrs[CHECKPOINT_ATTR] = self._written
         self._file.flush()
         self._checkpointed = True
+        self._start_writeback()
 
     def _reopen(self, resume_from: int, file_attrs: Mapping[str, object]) -> bool:
         """Continue ``<name>.tmp`` after its first ``resume_from`` samples, if it is sound.
@@ -204,6 +214,7 @@ class SplitWriter:
         """
         if self._file is None:
             return
+        self._join_writeback()
         file, self._file = self._file, None
         with contextlib.suppress(Exception):
             sink = os.open(os.devnull, os.O_RDWR)
@@ -237,7 +248,16 @@ class SplitWriter:
         """
         if self._file is None:
             raise ValueError(f"{self.path}: the writer is closed")
-        block = self._check_block(images, labels, lengths, boxes, source_index)
+        block = check_block(
+            images,
+            labels,
+            lengths,
+            boxes,
+            source_index,
+            width=self.width,
+            max_length=self.max_length,
+            dtype=self._dtype,
+        )
         rows = len(block[IMAGES])
         if self._received + rows > self.count:
             raise ValueError(
@@ -255,56 +275,87 @@ class SplitWriter:
         return self._chunk
 
     @property
-    def accepts_encoded(self) -> bool:
-        """Whether :meth:`write_encoded` applies to this file's compression."""
-        return can_encode(self._compression)
-
-    @property
     def compression(self) -> str:
         """The ``images`` compression: gzip, lzf, none, zstd or blosc."""
         return self._compression
 
-    def write_encoded(
-        self,
-        chunks: Sequence[tuple[bytes, int]],
-        labels: npt.NDArray[Any],
-        lengths: npt.NDArray[Any],
-        boxes: npt.NDArray[Any],
-        source_index: npt.NDArray[Any],
-    ) -> None:
-        """Append B samples whose ``images`` chunks were made by ``chunks.encode_chunks``.
+    def fileno(self) -> int | None:
+        """The operating system's descriptor of the open ``<name>.tmp``, or None once closed."""
+        return None if self._file is None else int(self._file.id.get_vfd_handle())
 
-        The chunks are stored as they are (HDF5 direct chunk write), so compression can run in
+    @property
+    def level(self) -> int:
+        """The compression level (gzip's, or zstd's and blosc's)."""
+        return self._level
+
+    def block_encoding(self, deflate: str, block_rows: int) -> BlockEncoding | None:
+        """How other processes can make this file's chunks for :meth:`write_block`.
+
+        Args:
+            deflate: the gzip encoder (``zlib``, ``rle`` or ``isal``), for ``images`` when
+                it is gzip and for the metadata, which always is; ``zlib`` makes exactly the
+                chunks HDF5 itself would store.
+            block_rows: the samples of every block but the last.
+
+        Returns:
+            None when a chunk cannot be made outside HDF5 (zstd, blosc, lzf without
+            ``python-lzf``) or blocks of ``block_rows`` would cut a chunk in two.
+        """
+        formats = self._formats(deflate)
+        aligned = block_rows >= self.count or all(
+            block_rows % chunk.rows == 0 for chunk in formats.values()
+        )
+        if not (aligned and can_encode(self._compression)):
+            return None
+        return BlockEncoding(self.width, self.max_length, self._dtype.name, formats)
+
+    def write_block(self, block: EncodedBlock) -> None:
+        """Append the next ``block.rows`` samples, made by :func:`~.chunks.encode_block`.
+
+        The chunks are stored as they are (HDF5 direct chunk writes), so compression can run in
         worker processes and this process only moves bytes. The block must start on a chunk
-        boundary and fill whole chunks, except at the end of the file.
+        boundary of every dataset and fill whole chunks, except at the end of the file.
 
         Raises:
-            ValueError: the compression cannot be encoded outside HDF5, the block is not
-                chunk-aligned, the number of chunks does not match, or it goes past ``count``.
+            ValueError: the writer is closed, the file's compression cannot be encoded outside
+                HDF5, the block is not chunk-aligned, the number of chunks does not match, or
+                it goes past ``count``.
         """
         if self._file is None:
             raise ValueError(f"{self.path}: the writer is closed")
         if not self.accepts_encoded:
             raise ValueError(f"{self.path}: {self._compression} chunks cannot be pre-encoded")
-        rows = len(lengths)
-        end = self._received + rows
-        if self._pending_rows or self._received % self._chunk or end > self.count:
+        start, rows = self._received, block.rows
+        end = start + rows
+        if self._pending_rows or end > self.count:
             raise ValueError(
-                f"{self.path}: an encoded block of {rows} samples after {self._received} is not "
-                f"aligned to chunks of {self._chunk} within count={self.count}"
+                f"{self.path}: an encoded block of {rows} samples after {start} goes past "
+                f"count={self.count}"
             )
-        if (end < self.count and rows % self._chunk) or len(chunks) != -(-rows // self._chunk):
-            raise ValueError(
-                f"{self.path}: {len(chunks)} chunks for {rows} samples of chunks of {self._chunk}"
-            )
-        images = self._datasets[IMAGES]
-        for number, (data, mask) in enumerate(chunks):
-            offset = (self._received + number * self._chunk, 0, 0)
-            images.id.write_direct_chunk(offset, data, filter_mask=mask)
-        fields = self._check_fields(rows, labels, lengths, boxes, source_index)
-        for name, array in fields.items():
-            self._datasets[name][self._received : end] = array
+        chunk_rows = {name: self._chunk_rows(name) for name in DATASETS}
+        for name, size in chunk_rows.items():
+            if start % size or (end < self.count and rows % size):
+                raise ValueError(
+                    f"{self.path}: an encoded block of {rows} samples after {start} is not "
+                    f"aligned to the {name} chunks of {size}"
+                )
+            if len(block.masks[name]) != -(-rows // size):
+                raise ValueError(
+                    f"{self.path}: {len(block.masks[name])} {name} chunks for {rows} samples "
+                    f"of chunks of {size}"
+                )
+        for name, size in chunk_rows.items():
+            dataset = self._datasets[name].id
+            write, rest = dataset.write_direct_chunk, (0,) * (dataset.rank - 1)
+            for number, (data, mask) in enumerate(block.chunks(name)):
+                write((start + number * size, *rest), data, filter_mask=mask)
         self._received = self._written = end
+        self._stored(len(memoryview(block.data).cast("B")))
+
+    @property
+    def accepts_encoded(self) -> bool:
+        """Whether :meth:`write_block` applies to this file's compression."""
+        return can_encode(self._compression)
 
     def close(self) -> None:
         """Finish the file: check every sample arrived, then move it to its final name.
@@ -323,6 +374,7 @@ class SplitWriter:
                 "the incomplete file was discarded"
             )
         try:
+            self._join_writeback()
             if CHECKPOINT_ATTR in self._file.attrs:
                 del self._file.attrs[CHECKPOINT_ATTR]
             self._file.close()
@@ -340,12 +392,62 @@ class SplitWriter:
             self.tmp_path.unlink()
             logger.warning("discarded incomplete %s", self.tmp_path)
 
+    def _stored(self, size: int) -> None:
+        # Keep the kernel writing as the file grows, so the final fsync finds little left.
+        self._unsynced += size
+        if self._unsynced >= WRITEBACK_BYTES:
+            self._start_writeback()
+
+    def _start_writeback(self) -> None:
+        """Have the kernel start writing the file's dirty pages to disk, without waiting.
+
+        Called at every checkpoint and every :data:`WRITEBACK_BYTES` stored. Otherwise the
+        pages pile up in the page cache and the final ``fsync`` (see
+        :func:`~seqbuilder._atomic.publish`) writes them all while the build waits: over a
+        second for a default build on a 500 MB/s disk. ``POSIX_FADV_DONTNEED`` starts the
+        writeback of dirty pages (and drops clean ones, which the build never reads again). A
+        thread makes the call, since submitting the writes takes a few milliseconds of
+        the kernel's time, which another core can spend; one at a time, joined before the file
+        closes.
+        """
+        advise = getattr(os, "posix_fadvise", None)
+        if advise is None or self._file is None:
+            return
+        if self._writeback is not None and self._writeback.is_alive():
+            return
+        descriptor = self._file.id.get_vfd_handle()
+
+        def start() -> None:
+            with contextlib.suppress(OSError):
+                advise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+
+        self._writeback = threading.Thread(target=start, name="seqbuilder-writeback", daemon=True)
+        self._writeback.start()
+        self._unsynced = 0
+
+    def _join_writeback(self) -> None:
+        if self._writeback is not None:
+            self._writeback.join()
+            self._writeback = None
+
     def _cache_bytes(self) -> int:
         # Enough chunk cache to hold one partly written chunk of every dataset at once.
         per_row = HEIGHT * self.width * self._dtype.itemsize
         metadata_rows = min(self.count, METADATA_CHUNK_ROWS)
         per_meta_row = self.max_length * (1 + 2 * 4 + 4) + 2
         return max(MIN_CACHE_BYTES, 2 * (self._chunk * per_row + metadata_rows * per_meta_row))
+
+    def _chunk_rows(self, name: str) -> int:
+        return self._chunk if name == IMAGES else max(1, min(self.count, METADATA_CHUNK_ROWS))
+
+    def _formats(self, deflate: str) -> dict[str, ChunkFormat]:
+        # Metadata always uses gzip (see _create_datasets), with the same deflate engine.
+        return {
+            name: ChunkFormat(self._chunk_rows(name), self._compression, self._level, deflate, 0)
+            if name == IMAGES
+            else ChunkFormat(self._chunk_rows(name), "gzip", self._level, deflate, PAD)
+            for name in DATASETS
+        }
 
     def _create_datasets(self, compression: str, level: int) -> dict[str, h5py.Dataset]:
         assert self._file is not None
@@ -360,7 +462,7 @@ class SplitWriter:
         datasets = {}
         for name, shape in shapes.items():
             dtype = self._dtype if name == IMAGES else np.dtype(FIELD_DTYPES[name])
-            rows = self._chunk if name == IMAGES else max(1, min(n, METADATA_CHUNK_ROWS))
+            rows = self._chunk_rows(name)
             # Metadata always uses gzip: it is tiny and must open without any plugin.
             method = compression if name == IMAGES else "gzip"
             datasets[name] = self._file.create_dataset(
@@ -374,42 +476,6 @@ class SplitWriter:
                 **dataset_filters(method, level, dtype.itemsize),
             )
         return datasets
-
-    def _check_block(
-        self,
-        images: npt.NDArray[Any],
-        labels: npt.NDArray[Any],
-        lengths: npt.NDArray[Any],
-        boxes: npt.NDArray[Any],
-        source_index: npt.NDArray[Any],
-    ) -> dict[str, npt.NDArray[Any]]:
-        images = np.asarray(images)
-        rows = len(images)
-        if images.shape[1:] != (HEIGHT, self.width) or images.ndim != 3:
-            raise ValueError(f"images has shape {images.shape}, expected (B, 28, {self.width})")
-        if images.dtype != self._dtype:
-            raise TypeError(f"images has dtype {images.dtype}, expected {self._dtype} (storage)")
-        if self._dtype.kind == "f" and rows and not (images.min() >= 0 and images.max() <= 1):
-            raise ValueError("float32 images must hold values in [0, 1]")
-        return {IMAGES: images} | self._check_fields(rows, labels, lengths, boxes, source_index)
-
-    def _check_fields(
-        self,
-        rows: int,
-        labels: npt.NDArray[Any],
-        lengths: npt.NDArray[Any],
-        boxes: npt.NDArray[Any],
-        source_index: npt.NDArray[Any],
-    ) -> dict[str, npt.NDArray[Any]]:
-        length = self.max_length
-        return {
-            LABELS: _as_field(LABELS, labels, (rows, length), -1, 9),
-            LENGTHS: _as_field(LENGTHS, lengths, (rows,), 1, length),
-            BOXES: _as_field(BOXES, boxes, (rows, length, 4), -1, np.iinfo(np.int16).max),
-            SOURCE_INDEX: _as_field(
-                SOURCE_INDEX, source_index, (rows, length), -1, np.iinfo(np.int32).max
-            ),
-        }
 
     def _flush(self, *, final: bool) -> None:
         # Write the buffered rows in whole chunks; keep the remainder until it fills one.
@@ -426,6 +492,7 @@ class SplitWriter:
         for name, array in merged.items():
             self._datasets[name][start : start + ready] = array[:ready]
         self._written += ready
+        self._stored(sum(array[:ready].nbytes for array in merged.values()))
         self._pending_rows -= ready
         self._pending = (
             [{name: array[ready:].copy() for name, array in merged.items()}]
@@ -494,16 +561,3 @@ def _file_attrs(attrs: Mapping[str, object], width: int) -> dict[str, object]:
             raise ValueError(f"attrs[{key!r}] is {value!r}, but the file's {key} is {own[key]!r}")
         result[key] = value
     return result | own
-
-
-def _as_field(
-    name: str, values: npt.NDArray[Any], shape: tuple[int, ...], low: int, high: int
-) -> npt.NDArray[Any]:
-    array = np.asarray(values)
-    if array.shape != shape:
-        raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{name} has dtype {array.dtype}, expected integers")
-    if array.size and (array.min() < low or array.max() > high):
-        raise ValueError(f"{name} holds values outside {low}..{high}")
-    return array.astype(FIELD_DTYPES[name], copy=False)

@@ -247,7 +247,7 @@ def test_each_split_file_holds_the_contract_datasets_chunked_along_n(
             assert dataset.chunks[1:] == shape[1:], f"{name} is not chunked along N only"
             assert dataset.compression == "gzip", name
         assert file["images"].chunks[0] == configured_chunk_samples(tiny_run_dir)
-        assert file["images"].compression_opts == 4
+        assert file["images"].compression_opts == 1
 
 
 @pytest.mark.parametrize("split", list(TINY_SPLITS))
@@ -327,7 +327,7 @@ def test_each_mnist_image_sits_where_its_box_says_and_nothing_else_is_drawn(
         pytest.param(["storage.compression_level=9"], "gzip", 9, None, id="gzip-9"),
         pytest.param(["storage.compression=lzf"], "lzf", None, None, id="lzf"),
         pytest.param(["storage.compression=none"], None, None, None, id="none"),
-        pytest.param(["storage.chunk_samples=5"], "gzip", 4, 5, id="chunk-5"),
+        pytest.param(["storage.chunk_samples=5"], "gzip", 1, 5, id="chunk-5"),
     ],
 )
 def test_images_are_compressed_and_chunked_as_configured(

@@ -31,7 +31,13 @@ from hypothesis import strategies as st
 from seqbuilder import SequenceDataset
 from seqbuilder.cli import main
 from seqbuilder.errors import DatasetFormatError
-from seqbuilder.store.chunks import can_encode, encode_chunks, fletcher32
+from seqbuilder.store.chunks import (
+    EncodedBlock,
+    can_encode,
+    encode_block,
+    encode_chunks,
+    fletcher32,
+)
 from seqbuilder.store.writer import SplitWriter
 
 DATASETS = ("images", "labels", "lengths", "boxes", "source_index")
@@ -117,7 +123,11 @@ def write_file(
     chunk_samples: int = 8,
     block: int = 16,
 ) -> Path:
-    """Write ``samples`` in blocks of ``block`` rows, plainly or as pre-encoded chunks."""
+    """Write ``samples`` in blocks of ``block`` rows, plainly or as pre-encoded chunks.
+
+    Encoded blocks must hold whole chunks of every dataset; a file below 4096 samples has one
+    metadata chunk, so it is encoded as one block whatever ``block`` says.
+    """
     count = len(samples.lengths)
     with SplitWriter(
         path,
@@ -130,11 +140,15 @@ def write_file(
         compression_level=level,
         chunk_samples=chunk_samples,
     ) as writer:
+        encoding = writer.block_encoding("zlib", block) if encoded else None
+        if encoded and encoding is None:
+            block = count
+            encoding = writer.block_encoding("zlib", block)
+            assert encoding is not None
         for start in range(0, count, block):
             part = samples.rows(start, start + block)
-            if encoded:
-                chunks = encode_chunks(part.images, writer.chunk_samples, compression, level)
-                writer.write_encoded(chunks, *part[1:])
+            if encoding is not None:
+                writer.write_block(encode_block(encoding, *part))
             else:
                 writer.write(*part)
     return path
@@ -145,10 +159,10 @@ def read_datasets(path: Path) -> dict[str, npt.NDArray[Any]]:
         return {name: file[name][()] for name in DATASETS}
 
 
-def stored_chunks(path: Path) -> list[tuple[tuple[int, ...], int, bytes]]:
-    """Every stored ``images`` chunk as ``(offset, filter_mask, bytes)``, in file order."""
+def stored_chunks(path: Path, name: str = "images") -> list[tuple[tuple[int, ...], int, bytes]]:
+    """Every stored chunk of dataset ``name`` as ``(offset, filter_mask, bytes)``, in order."""
     with h5py.File(path, "r") as file:
-        images = file["images"].id
+        images = file[name].id
         chunks = []
         for number in range(images.get_num_chunks()):
             offset = images.get_chunk_info(number).chunk_offset
@@ -208,12 +222,35 @@ def test_gzip_and_uncompressed_chunks_are_byte_identical_to_the_ones_hdf5_stores
     encoded = write_file(tmp_path / "e.h5", samples, compression, encoded=True, level=level)
     plain = write_file(tmp_path / "p.h5", samples, compression, encoded=False, level=level)
 
-    ours, hdf5s = stored_chunks(encoded), stored_chunks(plain)
-    assert len(hdf5s) == 5
-    assert [offset for offset, _, _ in ours] == [offset for offset, _, _ in hdf5s]
-    for (offset, mask, data), (_, hdf5_mask, hdf5_data) in zip(ours, hdf5s, strict=True):
-        assert mask == hdf5_mask == 0, offset
-        assert data == hdf5_data, f"chunk at {offset} differs from HDF5's"
+    assert len(stored_chunks(plain)) == 5
+    assert_same_stored_chunks(encoded, plain)
+
+
+def assert_same_stored_chunks(ours: Path, hdf5s: Path) -> None:
+    """Every dataset of ``ours`` stores exactly the chunks HDF5 stored in ``hdf5s``."""
+    for name in DATASETS:
+        mine, theirs = stored_chunks(ours, name), stored_chunks(hdf5s, name)
+        assert [offset for offset, _, _ in mine] == [offset for offset, _, _ in theirs], name
+        for (offset, mask, data), (_, hdf5_mask, hdf5_data) in zip(mine, theirs, strict=True):
+            assert mask == hdf5_mask == 0, (name, offset)
+            assert data == hdf5_data, f"{name} chunk at {offset} differs from HDF5's"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_blocks_of_4096_encode_every_dataset_as_hdf5_does_up_to_a_short_edge_chunk(
+    make_samples: Callable[[int, str], Samples], tmp_path: Path, compression: str, dtype: str
+) -> None:
+    # two blocks: the second ends in edge chunks, which HDF5 pads with the fill value
+    # (0 for images, -1 for the metadata)
+    samples = make_samples(4096 + 13, dtype)
+
+    encoded = write_file(tmp_path / "e.h5", samples, compression, encoded=True, block=4096)
+    plain = write_file(tmp_path / "p.h5", samples, compression, encoded=False, block=1000)
+
+    assert len(stored_chunks(encoded, "labels")) == 2
+    assert_same_stored_chunks(encoded, plain)
+    assert_same_arrays(read_datasets(encoded), samples._asdict())
 
 
 @pytest.mark.parametrize("compression", COMPRESSIONS)
@@ -281,8 +318,10 @@ def test_only_gzip_lzf_and_none_can_be_encoded_outside_hdf5(tmp_path: Path) -> N
     writer = SplitWriter(
         tmp_path / "zstd.h5", count=8, width=28, max_length=1, attrs=ATTRS, compression="zstd"
     )
+    assert writer.block_encoding("zlib", 8) is None
+    nothing = EncodedBlock(0, b"", {name: [0] for name in DATASETS}, {n: [] for n in DATASETS})
     with pytest.raises(ValueError, match=r"zstd chunks cannot be pre-encoded"):
-        writer.write_encoded([], *[np.zeros(0)] * 4)
+        writer.write_block(nothing)
     writer.discard()
     assert list(tmp_path.iterdir()) == []
 
@@ -472,12 +511,53 @@ def test_isal_deflate_builds_read_back_as_the_uncompressed_arrays(
     assert_same_arrays(read_datasets(path), read_datasets(uncompressed_builds[dtype] / "train.h5"))
 
 
-def test_isal_deflate_chunks_are_zlib_streams_of_the_same_bytes() -> None:
+@pytest.mark.parametrize("deflate", ["isal", "rle"])
+def test_isal_and_rle_deflate_chunks_are_zlib_streams_of_the_same_bytes(deflate: str) -> None:
     images = np.random.default_rng(3).integers(0, 4, (20, 28, 30), dtype=np.uint8)
 
-    isal_chunks = encode_chunks(images, 8, "gzip", 1, deflate="isal")
+    their_chunks = encode_chunks(images, 8, "gzip", 1, deflate=deflate)
     zlib_chunks = encode_chunks(images, 8, "gzip", 1)
 
-    for (isal_data, _), (zlib_data, _) in zip(isal_chunks, zlib_chunks, strict=True):
-        assert zlib.decompress(isal_data[:-4]) == zlib.decompress(zlib_data[:-4])
-        assert isal_data[-4:] == fletcher32(isal_data[:-4])
+    for (their_data, _), (zlib_data, _) in zip(their_chunks, zlib_chunks, strict=True):
+        assert their_data != zlib_data
+        assert zlib.decompress(their_data[:-4]) == zlib.decompress(zlib_data[:-4])
+        assert their_data[-4:] == fletcher32(their_data[:-4])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rle_deflate_builds_read_back_as_the_uncompressed_arrays(
+    run_build: Callable[..., Path], uncompressed_builds: dict[str, Path], dtype: str
+) -> None:
+    run_dir = run_build(*FILTER_BUILD, "storage.deflate=rle", f"storage.dtype={dtype}")
+
+    path = run_dir / "train.h5"
+    assert_same_arrays(read_datasets(path), read_datasets(uncompressed_builds[dtype] / "train.h5"))
+
+
+@pytest.mark.parametrize(
+    ("start", "rows", "message"),
+    [
+        pytest.param(0, 12, "an encoded block of 12 samples after 0 is not aligned", id="cut"),
+        pytest.param(8, 8, "an encoded block of 8 samples after 16 is not aligned", id="late"),
+        pytest.param(0, 40, "an encoded block of 40 samples after 0 goes past count=24", id="past"),
+    ],
+)
+def test_a_block_that_does_not_fill_whole_chunks_is_refused(
+    make_samples: Callable[[int, str], Samples],
+    tmp_path: Path,
+    start: int,
+    rows: int,
+    message: str,
+) -> None:
+    samples = make_samples(40, "uint8")
+    writer = SplitWriter(
+        tmp_path / "t.h5", count=24, width=56, max_length=2, attrs=ATTRS, chunk_samples=8
+    )
+    encoding = writer.block_encoding("zlib", 24)
+    assert encoding is not None
+    assert writer.block_encoding("zlib", 12) is None  # 12 would cut the 24-row metadata chunk
+    if start:
+        writer.write(*samples.rows(0, 16))
+    with pytest.raises(ValueError, match=message):
+        writer.write_block(encode_block(encoding, *samples.rows(start, start + rows)))
+    writer.discard()

@@ -555,7 +555,7 @@ def test_describe_reports_the_figures(built: Path, samples: Samples, mnist: Mnis
     assert "(100, 28, 160)" in images_line
     assert "uint8" in images_line
     assert "chunks (8, 28, 160)" in images_line
-    assert "gzip level 4" in images_line
+    assert "gzip level 1" in images_line
     assert f"(ratio {ratio:.2f}x)" in images_line
     assert re.search(r"^read latency:  \d+ µs mean per random sample \(200 reads", text, re.M)
 

@@ -73,7 +73,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         ["storage.deflate=brotli"],
-        r"'brotli', expected one of \[zlib, isal\].*full_key: storage\.deflate",
+        r"'brotli', expected one of \[auto, zlib, rle, isal\].*full_key: storage\.deflate",
         id="deflate-unknown",
     ),
     pytest.param(
