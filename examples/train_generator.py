@@ -40,7 +40,7 @@ Outputs, for the N strings asked for: ``--samples`` (default ``samples.npy``), f
 saved model draws without the train file. The same ``--seed`` and ``--threads`` give the same
 weights and samples.
 
-The loop documented in ``docs/generative.md``::
+The loop: build, train the recogniser, train the generator, draw, read::
 
     seqbuilder build hydra.run.dir=outputs/recognizer splits.train.count=30000
     python examples/train_generator.py --train outputs/recognizer/train.h5 \\

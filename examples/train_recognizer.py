@@ -30,8 +30,8 @@ training. Instead of the test split, ``--read SAMPLES.npy`` reads any array of i
 example a generator's samples, ``(N, 28, W)`` uint8 or float in [0, 1], checked as
 ``seqbuilder gallery`` checks it) and writes its predictions CSV; with ``--labels LABELS.npy``
 (the strings the samples should show) it prints how many it reads as their label, the digit
-accuracy and the sequence accuracy by length. ``docs/generative.md`` uses this to judge
-``examples/train_generator.py``.
+accuracy and the sequence accuracy by length: this is how ``examples/train_generator.py``'s
+samples are judged.
 
 The configuration documented in the README (lengths 1..6, width 200, 30,000 train samples;
 about 97% sequence accuracy in under five minutes on two cores)::
