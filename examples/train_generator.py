@@ -518,7 +518,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--temperature", type=float, default=1.0, help="spread of the latents when drawing"
     )
-    parser.add_argument("--epochs", type=int, default=12, help="passes over the train glyphs")
+    parser.add_argument("--epochs", type=int, default=20, help="passes over the train glyphs")
     parser.add_argument(
         "--batch-size", type=int, default=640, help="glyphs per step, a tenth of each digit"
     )
