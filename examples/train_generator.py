@@ -15,7 +15,7 @@ layout; a string is generated conditioned on its digits and on a layout (``boxes
   intensities ``(x + 1) / 2``, plus the KL divergence to N(0, I). One VAE per digit, rather
   than one VAE given the digit as an input, makes the digit impossible to ignore: a single
   conditional VAE trained this briefly kept the digit in ``z`` and drew the wrong digit for a
-  random ``z`` (a recogniser read 16% of its strings right).
+  random ``z`` (the recogniser read at most 16% of its strings right).
 - **Drawing a string.** After training, a Gaussian is fitted to each digit's posterior means;
   every digit of a string gets a glyph decoded from a ``z`` drawn from its digit's Gaussian,
   its spread scaled by ``--temperature``. The glyph's ink is centred on its box and glyphs
@@ -451,7 +451,8 @@ def requested(
 
 
 def save_array(path: Path, array: npt.NDArray[Any]) -> None:
-    """Write a ``.npy`` array atomically (a temporary name, then a rename)."""
+    """Write a ``.npy`` array atomically (a temporary name, then a rename), making its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as file:
         np.save(file, array, allow_pickle=False)
@@ -475,7 +476,8 @@ def make_state(data: Glyphs, layout: Layout, rng: np.random.Generator) -> dict[s
 
 
 def save(path: Path, model: GlyphVAE, state: dict[str, Any]) -> None:
-    """Save the weights and the drawing state atomically."""
+    """Save the weights and the drawing state atomically, making the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     shape = {"latent": model.latent, "hidden": model.hidden}
     torch.save({"model": model.state_dict(), **shape, **state}, tmp)
@@ -518,7 +520,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--temperature", type=float, default=1.0, help="spread of the latents when drawing"
     )
-    parser.add_argument("--epochs", type=int, default=12, help="passes over the train glyphs")
+    parser.add_argument("--epochs", type=int, default=20, help="passes over the train glyphs")
     parser.add_argument(
         "--batch-size", type=int, default=640, help="glyphs per step, a tenth of each digit"
     )

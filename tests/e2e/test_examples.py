@@ -184,6 +184,22 @@ def test_score_is_one_minus_the_character_error_rate(
     )
 
 
+@pytest.mark.parametrize(
+    ("truth", "prediction", "right"),
+    [
+        pytest.param("1234", "1234", [True] * 4, id="all-right"),
+        pytest.param("1234", "134", [True, False, True, True], id="a-dropped-digit"),
+        pytest.param("12", "192", [True, True], id="an-extra-digit"),
+        pytest.param("123", "183", [True, False, True], id="a-substitution"),
+        pytest.param("55", "", [False, False], id="nothing-read"),
+    ],
+)
+def test_read_right_says_which_digits_a_minimal_alignment_reads(
+    recognizer: ModuleType, truth: str, prediction: str, right: list[bool]
+) -> None:
+    assert recognizer.read_right(truth, prediction) == right
+
+
 def test_greedy_decoding_merges_repeats_and_drops_blanks(recognizer: ModuleType) -> None:
     import torch
 
@@ -297,6 +313,7 @@ def test_the_recogniser_reads_drawn_samples_and_the_gallery_shows_its_mistakes(
     assert "read 8 samples of " in result.stdout
     assert " of 8 (sequence accuracy " in result.stdout
     assert "sequence accuracy by length: " in result.stdout
+    assert "digits read right, by digit: " in result.stdout
     assert "epoch" not in result.stdout
 
     gallery = ["gallery", str(drawn.samples), "--labels", str(drawn.labels)]
@@ -306,17 +323,33 @@ def test_the_recogniser_reads_drawn_samples_and_the_gallery_shows_its_mistakes(
     assert output.is_file()
 
 
-def test_the_recogniser_refuses_an_array_that_is_not_images(
-    recognizer: ModuleType, first_run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        pytest.param(
+            np.zeros((4, 27, 200), np.float32),
+            "array of shape (4, 27, 200), expected (N, 28, W) with N >= 1",
+            id="wrong-height",
+        ),
+        pytest.param(None, "no such file", id="missing"),
+    ],
+)
+def test_the_recogniser_refuses_an_array_it_cannot_read_in_one_line(
+    recognizer: ModuleType,
+    first_run: Run,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    array: np.ndarray | None,
+    message: str,
 ) -> None:
-    np.save(tmp_path / "bad.npy", np.zeros((4, 27, 200), np.float32))
-    argv = ["--load", str(first_run.weights), "--read", str(tmp_path / "bad.npy"), "--threads", "1"]
+    samples = tmp_path / "samples.npy"
+    if array is not None:
+        np.save(samples, array)
+    argv = ["--load", str(first_run.weights), "--read", str(samples), "--threads", "1"]
 
     assert recognizer.main([*argv, "--predictions", str(tmp_path / "p.csv")]) == 2
-    assert capsys.readouterr().err.splitlines() == [
-        f"train_recognizer.py: error: {tmp_path / 'bad.npy'}: array of shape (4, 27, 200), "
-        "expected (N, 28, W) with N >= 1"
-    ]
+    error = capsys.readouterr().err.splitlines()
+    assert error == [f"train_recognizer.py: error: {samples}: {message}"]
     assert not (tmp_path / "p.csv").exists()
 
 
