@@ -37,6 +37,7 @@ from seqbuilder.build.lock import LOCK_NAME
 from seqbuilder.build.plan import BLOCK_SAMPLES
 from seqbuilder.store.schema import DATASETS, read_checkpoint
 from seqbuilder.store.writer import SplitWriter
+from tests.support.pause import pause_env, wait_for_phase
 
 SPLITS = ("train", "test")
 BLOCKS_PER_SPLIT = 3
@@ -297,16 +298,9 @@ def killed_run_dir(real_mnist_dir: Path, tmp_path_factory: pytest.TempPathFactor
     marker = root / "paused"
     # Held just after the checkpoint is flushed (seqbuilder.build.phases), so the kill finds the
     # file as the checkpoint left it, not halfway through a later HDF5 write.
-    env = _build_env(real_mnist_dir, root) | {
-        "SEQBUILDER_TEST_PAUSE": "checkpoint:train",
-        "SEQBUILDER_TEST_PAUSE_FILE": str(marker),
-    }
+    env = _build_env(real_mnist_dir, root) | pause_env(marker, "checkpoint:train")
     with _started(run_dir, env, f"hydra.run.dir={run_dir}") as build:
-        deadline = time.monotonic() + 90
-        while not marker.exists():
-            assert build.process.poll() is None, build.stderr()
-            assert time.monotonic() < deadline, "the build never made a checkpoint"
-            time.sleep(POLL_SECONDS)
+        wait_for_phase(marker, build.process, "checkpoint:train", build.stderr)
         os.killpg(build.process.pid, signal.SIGKILL)
         build.process.wait(timeout=STOP_SECONDS)
     return run_dir
@@ -381,16 +375,9 @@ def test_a_second_build_into_the_run_directory_of_a_live_build_is_refused(
     marker = tmp_path / "paused"
     # The live build is held just after a checkpoint (seqbuilder.build.phases) for as long as
     # the second one takes, however slow the machine.
-    held = env | {
-        "SEQBUILDER_TEST_PAUSE": "checkpoint:train",
-        "SEQBUILDER_TEST_PAUSE_FILE": str(marker),
-    }
+    held = env | pause_env(marker, "checkpoint:train")
     with _started(run_dir, held, f"hydra.run.dir={run_dir}") as build:
-        deadline = time.monotonic() + 90
-        while not marker.exists():
-            assert build.process.poll() is None, build.stderr()
-            assert time.monotonic() < deadline, "the build never made a checkpoint"
-            time.sleep(POLL_SECONDS)
+        wait_for_phase(marker, build.process, "checkpoint:train", build.stderr)
         kept = build.wait_for_checkpoint("train", BLOCK_SAMPLES)
 
         second = _run(run_dir, env)

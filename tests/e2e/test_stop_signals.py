@@ -30,6 +30,7 @@ import pytest
 
 from seqbuilder.build.plan import BLOCK_SAMPLES
 from seqbuilder.store.schema import DATASETS
+from tests.support.pause import pause_env, wait_for_phase
 
 SEQBUILDER = str(Path(sys.executable).with_name("seqbuilder"))  # the console script
 SPLITS = ("train", "test")
@@ -84,14 +85,8 @@ class _Held:
 
     def wait_for(self, phase: str) -> list[int]:
         """Wait until the build holds at ``phase``; return the pids of all its processes."""
-        deadline = time.monotonic() + PAUSE_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.marker.exists() and self.marker.read_text().startswith(f"{phase} "):
-                return [self.process.pid, *_descendants(self.process.pid)]
-            if self.process.poll() is not None:
-                pytest.fail(f"the build exited before {phase}: {self.stderr()}")
-            time.sleep(0.01)
-        pytest.fail(f"the build never reached {phase}")
+        wait_for_phase(self.marker, self.process, phase, self.stderr, PAUSE_TIMEOUT)
+        return [self.process.pid, *_descendants(self.process.pid)]
 
     def signal(self, signum: int, *, whole_group: bool) -> None:
         if whole_group:
@@ -107,7 +102,7 @@ class _Held:
 def _held(env: dict[str, str], run_dir: Path, phases: str) -> Iterator[_Held]:
     marker = run_dir.with_name("pause-marker")
     stderr_path = run_dir.with_name("stderr.txt")
-    pause = {"SEQBUILDER_TEST_PAUSE": phases, "SEQBUILDER_TEST_PAUSE_FILE": str(marker)}
+    pause = pause_env(marker, phases)
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
             [SEQBUILDER, "build", *OVERRIDES, f"hydra.run.dir={run_dir}"],
