@@ -143,11 +143,12 @@ class _Kept:
     def say(self, what: str) -> str:
         """Return ``what; kept: ...; resume with: ...`` as one line."""
         current = self.current
-        if current is not None and current not in self.complete and current.exists():
-            self.complete.append(current)  # stopped after its file was finished
-        parts = [f"{path.name} complete" for path in self.complete]
+        complete = list(self.complete)
+        if current is not None and current not in complete and current.exists():
+            complete.append(current)  # stopped after its file was finished
+        parts = [f"{path.name} complete" for path in complete]
         checkpoint = None if current is None else read_checkpoint(current)
-        if current is not None and current not in self.complete and checkpoint is not None:
+        if current is not None and current not in complete and checkpoint is not None:
             samples = checkpoint[1] // BLOCK_SAMPLES * BLOCK_SAMPLES
             parts.append(f"{samples} samples of {current.name}")
         words = [
