@@ -286,7 +286,7 @@ PINNED = [
         160,
         30,
         {"augment": "light"},
-        "a2060abe9e450226f7745ca2c7c64c730c704a0c19e82473b1e10cff58acafe1",
+        "66c68481f5793613adf5de18148bac8259f986f387ad4a1da09b8790d4eea5be",
         id="light",
     ),
     pytest.param(
@@ -295,7 +295,7 @@ PINNED = [
         100,
         31,
         {"augment": "heavy", "fit": "scale", "background": "white"},
-        "a08eaf3b1925c0b759b9501172aa6553501edec183d5b6c78dcc5d17be46065e",
+        "1454aaa34317d066c5cce58fb7835880596000224a739b1776cd3f2edd6d34e3",
         id="heavy-scale-white",
     ),
     pytest.param(
@@ -304,7 +304,7 @@ PINNED = [
         90,
         32,
         {"augment": "heavy", "digit_crop": "ink", "align": "random"},
-        "49078528628e05cab1d506d47f44af5d75435ae59c1e7dd282cb7fdb644cde0e",
+        "6d137ed2d9d0940c115a812532065fdbb24eccb94761177d6c7d13142cab1583",
         id="heavy-ink-random",
     ),
 ]
