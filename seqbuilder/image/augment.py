@@ -147,8 +147,9 @@ def finish_images(
     """Blur and add noise to composed images, each sample with its own draws, then encode.
 
     The blur only visits the columns that hold ink (plus the kernel's reach): samples are
-    taken in order of ink span, :data:`CHUNK_SAMPLES` at a time, each chunk cropped to its
-    widest span. Outside those columns a blurred image is exactly 0, so the result is the
+    taken in order of ink span (in whole tiles of :data:`~seqbuilder.image.filters.BLUR_TILE`
+    columns; by index within one), :data:`CHUNK_SAMPLES` at a time, each chunk cropped to
+    its widest span. Outside those columns a blurred image is exactly 0, so the result is the
     same as blurring every column, for a fraction of the cost when sequences are short.
 
     Args:
@@ -173,7 +174,10 @@ def finish_images(
     first = np.where(present, boxes[..., 0], width).min(axis=1) - radius
     last = np.where(present, boxes[..., 2], 0).max(axis=1) + radius
     first, last = np.clip(first, 0, width), np.clip(last, 0, width)
-    order = np.argsort(last - first, kind="stable") if blurring else np.arange(n_samples)
+    # Sorted by span in whole tiles (the blur's unit), so samples keep their order within one
+    # tile count: chunks read and write neighbouring samples.
+    span_tiles = -(-(last - first) // filters.BLUR_TILE)
+    order = np.argsort(span_tiles, kind="stable") if blurring else np.arange(n_samples)
     horizontal, vertical = filters.blur_bands(sigma, radius, height, gain=1 / 255)
     out = np.empty(raw.shape, dtype)
     # Room for a blurred crop's last tile, which may reach past the right edge; a chunk is
