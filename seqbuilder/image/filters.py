@@ -102,8 +102,10 @@ _PIXELS = np.stack(
 def _affine_coordinates(inverse: FloatArray, shift: FloatArray) -> FloatArray:
     """``(N, 2, 784) float32`` each output pixel's source ``(x, y)`` in the padded glyph.
 
-    In 1/:data:`FRACTION` pixel, plus half a step (so truncation rounds): one matrix product
-    for every glyph, ``(2N, 3) @ (3, 784)``.
+    In 1/:data:`FRACTION` pixel, plus half a step (so truncation rounds): a ``(2, 3) @ (3, 784)``
+    product per glyph, stacked (each too small for a BLAS to start threads: one large product
+    of the whole chunk made OpenBLAS spread over every core, many times slower on a busy
+    machine and in build workers).
     """
     inv = np.asarray(inverse, np.float64)
     centre = CENTER + np.asarray(shift, np.float64)  # (N, 2) the output's centre, less shift
@@ -111,7 +113,7 @@ def _affine_coordinates(inverse: FloatArray, shift: FloatArray) -> FloatArray:
     maps[:, :, :2] = inv * FRACTION
     # source = inv @ (pixel - centre) + CENTER + 1: the padding adds one pixel before the glyph
     maps[:, :, 2] = (CENTER + 1 - np.einsum("nij,nj->ni", inv, centre)) * FRACTION + 0.5
-    coordinates: FloatArray = (maps.reshape(-1, 3) @ _PIXELS).reshape(len(inv), 2, -1)
+    coordinates: FloatArray = maps @ _PIXELS
     return coordinates
 
 
