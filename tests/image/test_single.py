@@ -295,7 +295,7 @@ PINNED = [
         100,
         31,
         {"augment": "heavy", "fit": "scale", "background": "white"},
-        "1454aaa34317d066c5cce58fb7835880596000224a739b1776cd3f2edd6d34e3",
+        "e6db68c8300880363a6dc94dc437dc667c3ea5b459e9412ffd0865b385972068",
         id="heavy-scale-white",
     ),
     pytest.param(
@@ -304,7 +304,7 @@ PINNED = [
         90,
         32,
         {"augment": "heavy", "digit_crop": "ink", "align": "random"},
-        "6d137ed2d9d0940c115a812532065fdbb24eccb94761177d6c7d13142cab1583",
+        "9bbfb87456713af098f6e23e948127e484bb7d2df48491067ef2bd34763b31e3",
         id="heavy-ink-random",
     ),
 ]
