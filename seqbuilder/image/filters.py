@@ -2,7 +2,9 @@
 
 Each function works on a whole stack at once, ``(N, 28, 28)`` digit glyphs or ``(B, 28, W)``
 samples, with per-item parameters as arrays: there is no Python loop over digits, samples or
-pixels (the only loops run over a handful of filter steps). Numpy only; nothing touches a
+pixels (the only loops run over a handful of filter steps); each step is a few long passes
+over contiguous arrays (glyphs laid end to end) rather than many short strided ones, and no
+matrix product is large enough for a BLAS to start threads. Numpy only; nothing touches a
 file, and the only random numbers not drawn from an ``rng`` argument are the elastic planes',
 from a fixed seed.
 
@@ -11,8 +13,8 @@ from a fixed seed.
 - :func:`elastic_planes`: the periodic planes of Gaussian-smoothed noise that each digit's
   elastic field is a window of (computed once per ``sigma`` and ``alpha``).
 - :func:`change_stroke_width`: grey dilation (or erosion) with fractional, per-glyph radius.
-- :func:`blur_bands`, :func:`apply_blur`: a Gaussian blur of per-sample sigma, as two
-  batched matrix products (:func:`blur_samples` does both).
+- :func:`blur_bands`, :func:`apply_blur`: a Gaussian blur of per-sample sigma, as batched
+  matrix products, horizontal then vertical (:func:`blur_samples` does both).
 - :func:`normal_noise`: Gaussian noise from a 16-bit quantile table (a few times faster than
   ``Generator.standard_normal``, and as Gaussian as a uint8 image can tell).
 """
