@@ -299,7 +299,9 @@ def _idx_sha256(images: npt.NDArray[np.uint8]) -> str:
 def find_ink_boxes(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
     """Return ``(N, 4)`` int16 ``x0, y0, x1, y1`` (end exclusive) of each image's nonzero pixels.
 
-    ``(0, 0, 0, 0)`` for a blank image. Read-only. Augmentation calls it on transformed glyphs.
+    ``images`` is ``(N, H, W) uint8`` with ``W`` a multiple of 4 (MNIST's 28): rows are read as
+    32-bit words. ``(0, 0, 0, 0)`` for a blank image. Read-only. Augmentation calls it on
+    transformed glyphs.
     """
     n, height, width = images.shape
     # Rows read as words of 4 bytes (28 bytes: 7 words): fewer, wider elements to combine.
