@@ -1,6 +1,6 @@
 """Measure augmentation: the batch engine per preset, a per-digit albumentations loop, builds.
 
-Run from the repository root (about a minute and a half on a 2-core machine); albumentations
+Run from the repository root (about a minute on a 2-core machine); albumentations
 is a benchmark-only dependency (``pip install -e '.[bench]'``)::
 
     SEQBUILDER_DATA=../shared/mnist python benchmarks/bench_augment.py
@@ -12,6 +12,10 @@ Prints, for this machine and in one run:
     and digits per second (best of ``--repeats`` timed blocks, CPU time of this process);
 (a') the per-digit transforms alone, the same as (b) does: ``transform_glyphs`` with
     ``heavy``'s slant, rotation, scale, baseline and elastic keys on the digits of those blocks;
+(a'') where a ``heavy`` block's time goes: CPU microseconds per sample of each stage of
+    ``generate_batch`` (stroke width, warp, ink boxes, the rest of the per-digit step,
+    composition, the blur's matrix products, the rest of the per-sample step, the rest of the
+    engine), timed around the functions the engine calls, in the block with the best total;
 (b) the same per-digit transforms done the way users do them today: a Python loop over the
     digits, each through ``albumentations.Compose([Affine(rotate, shear, scale, translate_px),
     ElasticTransform(alpha, sigma)])`` with OpenCV on one thread; and the ratios (a) heavy / (b)
@@ -37,6 +41,7 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
@@ -44,10 +49,14 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import ModuleType  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from seqbuilder.image import augment, engine, filters  # noqa: E402
 from seqbuilder.image.augment import transform_glyphs  # noqa: E402
 from seqbuilder.image.engine import generate_batch  # noqa: E402
 from seqbuilder.image.options import PRESETS, Augment, ComposeOptions  # noqa: E402
@@ -57,6 +66,16 @@ BLOCK = 4096
 LENGTH = 5
 WIDTH = 200
 SPACING = (0, 10)  # widest: 5 * 28 + 4 * 10 = 180 <= 200
+# (a''): the stages timed, as (module the engine looks the function up in, function name)
+STAGES = {
+    "per digit": (engine, "transform_glyphs"),
+    "stroke width": (filters, "change_stroke_width"),
+    "warp": (filters, "warp_glyphs"),
+    "ink boxes": (augment, "find_ink_boxes"),
+    "composition": (engine, "compose"),
+    "per sample": (engine, "finish_images"),
+    "blur products": (filters, "apply_blur"),
+}
 
 
 def engine_rate(split: MnistSource, params: Augment, repeats: int) -> float:
@@ -72,6 +91,61 @@ def engine_rate(split: MnistSource, params: Augment, repeats: int) -> float:
         generate_batch(split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8, params)
         best = min(best, time.process_time() - start)
     return BLOCK / best
+
+
+@contextlib.contextmanager
+def timed(module: ModuleType, name: str, totals: dict[str, float], label: str) -> Iterator[None]:
+    """Within the block, add the CPU time of every call of ``module.name`` to ``totals[label]``."""
+    function: Callable[..., Any] = getattr(module, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.process_time()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            totals[label] = totals.get(label, 0.0) + time.process_time() - start
+
+    setattr(module, name, wrapper)
+    try:
+        yield
+    finally:
+        setattr(module, name, function)
+
+
+def stage_profile(split: MnistSource, params: Augment, repeats: int) -> dict[str, float]:
+    """Return (a''): CPU microseconds per sample of each stage, in the block of best total."""
+    rng = np.random.default_rng(0)
+    digits = rng.integers(0, 10, (BLOCK, LENGTH))
+    lengths = np.full(BLOCK, LENGTH)
+    options = ComposeOptions()
+    generate_batch(split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8, params)  # warm
+    best: dict[str, float] = {"total": float("inf")}
+    for _ in range(repeats):
+        totals: dict[str, float] = {}
+        with contextlib.ExitStack() as stack:
+            for label, (module, name) in STAGES.items():
+                stack.enter_context(timed(module, name, totals, label))
+            start = time.process_time()
+            generate_batch(split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8, params)
+            totals["total"] = time.process_time() - start
+        if totals["total"] < best["total"]:
+            best = totals
+    micros = {label: seconds / BLOCK * 1e6 for label, seconds in best.items()}
+    own = ("stroke width", "warp", "ink boxes")
+    return {
+        "stroke width": micros["stroke width"],
+        "warp": micros["warp"],
+        "ink boxes": micros["ink boxes"],
+        "rest of per digit": micros["per digit"] - sum(micros[label] for label in own),
+        "composition": micros["composition"],
+        "blur products": micros["blur products"],
+        "rest of per sample": micros["per sample"] - micros["blur products"],
+        "rest of engine": micros["total"]
+        - micros["per digit"]
+        - micros["composition"]
+        - micros["per sample"],
+        "total": micros["total"],
+    }
 
 
 def transforms_rate(split: MnistSource, params: Augment, repeats: int) -> float:
@@ -143,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = {name: engine_rate(split, params, args.repeats) for name, params in PRESETS.items()}
     geometry = dataclasses.replace(PRESETS["heavy"], thickness=(0.0, 0.0), blur=(0.0, 0.0))
     transforms = transforms_rate(split, geometry, args.repeats)
+    stages = stage_profile(split, PRESETS["heavy"], args.repeats)
     album = albumentations_rate(split, PRESETS["heavy"], args.digits)
     with tempfile.TemporaryDirectory() as folder:
         clean = build_rate(args.count, args.workers, "none", Path(folder) / "none")
@@ -155,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{rate * LENGTH:>11,.0f} digits/s  ({rate / rates['none']:.1%} of none)"
         )
     print(f"(a') heavy's warp alone (transform_glyphs): {transforms:,.0f} digits/s")
+    print("(a'') heavy per stage, CPU us per sample: " + ", ".join(
+        f"{label} {micros:.1f}" for label, micros in stages.items()
+    ))  # fmt: skip
     print(f"(b) albumentations per digit, Affine + ElasticTransform: {album:,.0f} digits/s")
     print(
         f"    (a) heavy / (b): {rates['heavy'] * LENGTH / album:.1f}x; "

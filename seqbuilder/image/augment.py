@@ -147,8 +147,9 @@ def finish_images(
     """Blur and add noise to composed images, each sample with its own draws, then encode.
 
     The blur only visits the columns that hold ink (plus the kernel's reach): samples are
-    taken in order of ink span, :data:`CHUNK_SAMPLES` at a time, each chunk cropped to its
-    widest span. Outside those columns a blurred image is exactly 0, so the result is the
+    taken in order of ink span (in whole tiles of :data:`~seqbuilder.image.filters.BLUR_TILE`
+    columns; by index within one), :data:`CHUNK_SAMPLES` at a time, each chunk cropped to
+    its widest span. Outside those columns a blurred image is exactly 0, so the result is the
     same as blurring every column, for a fraction of the cost when sequences are short.
 
     Args:
@@ -173,33 +174,39 @@ def finish_images(
     first = np.where(present, boxes[..., 0], width).min(axis=1) - radius
     last = np.where(present, boxes[..., 2], 0).max(axis=1) + radius
     first, last = np.clip(first, 0, width), np.clip(last, 0, width)
-    order = np.argsort(last - first, kind="stable") if blurring else np.arange(n_samples)
+    # Sorted by span in whole tiles (the blur's unit), so samples keep their order within one
+    # tile count: chunks read and write neighbouring samples.
+    span_tiles = -(-(last - first) // filters.BLUR_TILE)
+    order = np.argsort(span_tiles, kind="stable") if blurring else np.arange(n_samples)
     horizontal, vertical = filters.blur_bands(sigma, radius, height, gain=1 / 255)
     out = np.empty(raw.shape, dtype)
-    # Room for a blurred crop's last tile, which may reach past the right edge.
-    buffer = np.empty(
+    # Room for a blurred crop's last tile, which may reach past the right edge; a chunk is
+    # finished over its whole buffer, columns past W included: one flat pass per step.
+    buffer = np.zeros(
         (min(CHUNK_SAMPLES, n_samples), height, width + filters.BLUR_TILE), np.float32
     )
     for start in range(0, n_samples, CHUNK_SAMPLES):
         chosen = order[start : start + CHUNK_SAMPLES]
-        values = buffer[: len(chosen), :, :width]
+        chunk = buffer[: len(chosen)]
+        values = chunk[:, :, :width]
         if blurring:
             left, right = int(first[chosen].min()), int(last[chosen].max())
-            values[:, :, :left] = 0
+            chunk[:, :, :left] = 0
             if right > left:
                 crop = raw[chosen, :, left:right]
                 tiles = -(-(right - left) // filters.BLUR_TILE) * filters.BLUR_TILE
                 filters.apply_blur(
                     crop, horizontal[chosen], vertical[chosen],
-                    out=buffer[: len(chosen), :, left : left + tiles],
+                    out=chunk[:, :, left : left + tiles],
                 )  # fmt: skip
-            values[:, :, right:] = 0
+            chunk[:, :, right:] = 0
         else:
             np.divide(raw[chosen], np.float32(255), out=values, dtype=np.float32)
+            chunk[:, :, width:] = 0
         if params.noise > 0:
             values += filters.normal_noise(rng, values.shape, level[chosen])
-            np.clip(values, 0, 1, out=values)
+            np.clip(chunk, 0, 1, out=chunk)
         elif dtype is np.float32:  # a blur's weights are >= 0 and sum to 1: rounding may pass 1
-            np.minimum(values, 1, out=values)
-        out[chosen] = encode_values(values, background, dtype, overwrite=True)
+            np.minimum(chunk, 1, out=chunk)
+        out[chosen] = encode_values(chunk, background, dtype, overwrite=True)[:, :, :width]
     return out

@@ -2,7 +2,9 @@
 
 Each function works on a whole stack at once, ``(N, 28, 28)`` digit glyphs or ``(B, 28, W)``
 samples, with per-item parameters as arrays: there is no Python loop over digits, samples or
-pixels (the only loops run over a handful of filter steps). Numpy only; nothing touches a
+pixels (the only loops run over a handful of filter steps); each step is a few long passes
+over contiguous arrays (glyphs laid end to end) rather than many short strided ones, and no
+matrix product is large enough for a BLAS to start threads. Numpy only; nothing touches a
 file, and the only random numbers not drawn from an ``rng`` argument are the elastic planes',
 from a fixed seed.
 
@@ -11,8 +13,8 @@ from a fixed seed.
 - :func:`elastic_planes`: the periodic planes of Gaussian-smoothed noise that each digit's
   elastic field is a window of (computed once per ``sigma`` and ``alpha``).
 - :func:`change_stroke_width`: grey dilation (or erosion) with fractional, per-glyph radius.
-- :func:`blur_bands`, :func:`apply_blur`: a Gaussian blur of per-sample sigma, as two
-  batched matrix products (:func:`blur_samples` does both).
+- :func:`blur_bands`, :func:`apply_blur`: a Gaussian blur of per-sample sigma, as batched
+  matrix products, horizontal then vertical (:func:`blur_samples` does both).
 - :func:`normal_noise`: Gaussian noise from a 16-bit quantile table (a few times faster than
   ``Generator.standard_normal``, and as Gaussian as a uint8 image can tell).
 """
@@ -47,8 +49,8 @@ def warp_glyphs(
 
     Output pixel ``q`` (``(x, y)`` about the glyph centre, less ``shift``) reads the source at
     ``inverse @ q + centre + field(q)``; a source position outside the glyph reads 0. The
-    arithmetic is fixed point (1/256 pixel, :data:`FRACTION`), which keeps every pass over the
-    ``(N, 28, 28)`` grid in small integers: about twice as fast as float32, and within one grey
+    linear part of every glyph's map is one matrix product; the sampling is fixed point (1/256
+    pixel, :data:`FRACTION`), so the interpolation runs in small integers, within one grey
     level of an exact bilinear interpolation.
 
     Args:
@@ -62,90 +64,106 @@ def warp_glyphs(
         ``(N, 28, 28) uint8``.
 
     Raises:
-        ValueError: more than :data:`MAX_WARP_GLYPHS` glyphs at once (coordinates are int32;
+        ValueError: more than :data:`MAX_WARP_GLYPHS` glyphs at once (pixel indices are int32;
             :func:`~seqbuilder.image.augment.transform_glyphs` passes a few hundred at a time).
     """
     n = len(glyphs)
     if n > MAX_WARP_GLYPHS:
         raise ValueError(f"warp_glyphs takes at most {MAX_WARP_GLYPHS} glyphs at once, got {n}")
-    axis = np.arange(GLYPH, dtype=np.float32) - np.float32(CENTER)
-    qx = (axis[None, :] - shift[:, 0, None]) * FRACTION  # (N, 28) output columns
-    qy = (axis[None, :] - shift[:, 1, None]) * FRACTION  # (N, 28) output rows
-    inv = inverse.astype(np.float32)
-    # Source coordinates in the glyph padded by one pixel (hence CENTER + 1): the field, plus a
-    # per-column and a per-row term of the linear map, each added in one pass over the grid.
-    origin = np.float32((CENTER + 1) * FRACTION)
-    # Rows count on through the glyphs (glyph k's padded rows start at 30 k), so the row and
-    # column alone address the packed neighbourhoods; each glyph's rows are clipped to its own.
-    first_row = (np.arange(n, dtype=np.int32) * (_SIDE - 1) * FRACTION)[:, None, None]
-    coordinates = []
-    for axis_index in (0, 1):
-        by_column = _fixed(inv[:, axis_index, 0, None] * qx)[:, None, :]
-        by_row = _fixed(inv[:, axis_index, 1, None] * qy + origin)[:, :, None]
-        low = np.int32(0) if axis_index == 0 else first_row
-        if axis_index == 1:
-            by_row += first_row
-        if field is None or offsets is None:
-            grid = by_column + by_row
-        else:
-            grid = _windows(field[axis_index], offsets) + by_column
-            grid += by_row
-        # Clipped to [0, 29] pixels, anything beyond the glyph reads its zero padding.
-        np.clip(grid, low, low + (GLYPH + 1) * FRACTION, out=grid)
-        coordinates.append(grid.view(np.uint32))  # now >= 0: the same bits
-    sx, sy = coordinates
-    index = sy >> _BITS
-    index *= _SIDE - 1
-    index += sx >> _BITS
-    packed = np.take(_neighbourhoods(glyphs), index)  # (N, 28, 28) uint32: tl, tr, bl, br
-    fx, fy = sx & np.uint32(FRACTION - 1), sy & np.uint32(FRACTION - 1)
-    # Two 16-bit lanes interpolate the top (tl, tr) and bottom (bl, br) pairs at once.
+    coordinates = _affine_coordinates(inverse, shift)  # (N, 2, 784) float32, 1/256 pixel
+    if field is not None and offsets is not None:
+        coordinates += _windows(field, offsets).transpose(1, 0, 2)
+    # Clipped to [0, 29] pixels, anything beyond the glyph reads its zero padding; every
+    # coordinate is then >= 0, so truncating it (after the affine map's + 1/2) rounds it.
+    np.clip(coordinates, 0, (GLYPH + 1) * FRACTION, out=coordinates)
+    fixed = coordinates.astype(np.int32)
+    whole = fixed >> _BITS
+    index = whole[:, 1] * np.int32(_SIDE)
+    index += whole[:, 0]
+    index += np.arange(0, n * _SIDE * _SIDE, _SIDE * _SIDE, dtype=np.int32)[:, None]
+    fractions = fixed.view(np.uint32)
+    fractions &= np.uint32(FRACTION - 1)
+    packed = np.take(_neighbourhoods(glyphs), index)  # (N, 784) uint32: tl, tr, bl, br
+    return _interpolate(packed, fractions[:, 0], fractions[:, 1]).reshape(n, GLYPH, GLYPH)
+
+
+FRACTION = 256  # fixed-point steps per pixel of the warp
+_BITS = 8  # log2(FRACTION)
+_SIDE = GLYPH + 3  # padded glyph: one zero row/column before, two after
+MAX_WARP_GLYPHS = (2**31 - 1) // (_SIDE * _SIDE)  # every padded pixel's index stays int32
+# (3, 784) the output pixels' (column, row, 1), for the affine part of every map at once
+_PIXELS = np.stack(
+    [
+        np.tile(np.arange(GLYPH, dtype=np.float32), GLYPH),
+        np.repeat(np.arange(GLYPH, dtype=np.float32), GLYPH),
+        np.ones(GLYPH * GLYPH, np.float32),
+    ]
+)
+
+
+def _affine_coordinates(inverse: FloatArray, shift: FloatArray) -> FloatArray:
+    """``(N, 2, 784) float32`` each output pixel's source ``(x, y)`` in the padded glyph.
+
+    In 1/:data:`FRACTION` pixel, plus half a step (so truncation rounds): a ``(2, 3) @ (3, 784)``
+    product per glyph, stacked (each too small for a BLAS to start threads: one large product
+    of the whole chunk made OpenBLAS spread over every core, many times slower on a busy
+    machine and in build workers).
+    """
+    inv = np.asarray(inverse, np.float64)
+    centre = CENTER + np.asarray(shift, np.float64)  # (N, 2) the output's centre, less shift
+    maps = np.empty((len(inv), 2, 3), np.float32)
+    maps[:, :, :2] = inv * FRACTION
+    # source = inv @ (pixel - centre) + CENTER + 1: the padding adds one pixel before the glyph
+    maps[:, :, 2] = (CENTER + 1 - np.einsum("nij,nj->ni", inv, centre)) * FRACTION + 0.5
+    coordinates: FloatArray = maps @ _PIXELS
+    return coordinates
+
+
+def _neighbourhoods(glyphs: ByteArray) -> npt.NDArray[np.uint32]:
+    """``(N * 31 * 31,)`` each padded pixel's 2x2 neighbourhood packed into one uint32.
+
+    Byte order (little end first): top-left, top-right, bottom-left, bottom-right; so a single
+    gather fetches all four neighbours of a sampling position. The glyphs are padded, then
+    laid end to end, so each step is one pass over a flat array.
+    """
+    size = len(glyphs) * _SIDE * _SIDE
+    padded = np.zeros(size + _SIDE + 1, np.uint32)
+    padded[:size].reshape(-1, _SIDE, _SIDE)[:, 1 : GLYPH + 1, 1 : GLYPH + 1] = glyphs
+    pairs = padded[1:] << np.uint32(8)
+    pairs |= padded[:-1]  # left | right << 8
+    quads = pairs[_SIDE : _SIDE + size] << np.uint32(16)
+    quads |= pairs[:size]  # top pair | bottom pair << 16
+    return quads
+
+
+def _interpolate(
+    packed: npt.NDArray[np.uint32], fx: npt.NDArray[np.uint32], fy: npt.NDArray[np.uint32]
+) -> ByteArray:
+    """Bilinear values from packed neighbourhoods and fixed-point fractions (same shapes).
+
+    Two 16-bit lanes interpolate the top (tl, tr) and bottom (bl, br) pairs at once.
+    """
     left = packed & np.uint32(0x00FF00FF)
     packed >>= 8
     packed &= np.uint32(0x00FF00FF)
     packed *= fx
-    left *= FRACTION - fx
+    left *= np.uint32(FRACTION) - fx
     left += packed  # lanes: top and bottom edges, times FRACTION
     top = left & np.uint32(0xFFFF)
     left >>= 16
     left *= fy
-    top *= FRACTION - fy
+    top *= np.uint32(FRACTION) - fy
     left += top
     left += np.uint32(FRACTION * FRACTION // 2)  # round half up
     left >>= 2 * _BITS
     return left.astype(np.uint8)
 
 
-FRACTION = 256  # fixed-point steps per pixel of the warp
-_BITS = 8  # log2(FRACTION)
-_SIDE = GLYPH + 3  # padded glyph: one zero row/column before, two after
-MAX_WARP_GLYPHS = (2**31 - 1) // ((_SIDE - 1) * FRACTION) - 1  # rows counted on stay int32
-
-
-def _fixed(values: FloatArray) -> npt.NDArray[np.int32]:
-    """Round fixed-point coordinates to int32."""
-    return np.rint(values).astype(np.int32)
-
-
-def _neighbourhoods(glyphs: ByteArray) -> npt.NDArray[np.uint32]:
-    """``(N * 30 * 30,)`` each padded pixel's 2x2 neighbourhood packed into one uint32.
-
-    Byte order (little end first): top-left, top-right, bottom-left, bottom-right; so a single
-    gather fetches all four neighbours of a sampling position.
-    """
-    padded = np.zeros((len(glyphs), _SIDE, _SIDE), np.uint16)
-    padded[:, 1 : GLYPH + 1, 1 : GLYPH + 1] = glyphs
-    pairs = padded[:, :, :-1] | (padded[:, :, 1:] << 8)  # (N, 31, 30): left | right << 8
-    quads = pairs[:, :-1].astype(np.uint32)
-    quads |= pairs[:, 1:].astype(np.uint32) << 16
-    return quads.reshape(-1)
-
-
-def _windows(plane: npt.NDArray[np.int16], offsets: npt.NDArray[np.intp]) -> npt.NDArray[np.int16]:
-    """``(N, 28, 28)`` copies of the windows of ``plane`` at each (row, column) offset."""
-    windows = np.lib.stride_tricks.sliding_window_view(plane, (GLYPH, GLYPH))
-    picked: npt.NDArray[np.int16] = windows[offsets[:, 0], offsets[:, 1]]
-    return picked
+def _windows(planes: npt.NDArray[np.int16], offsets: npt.NDArray[np.intp]) -> npt.NDArray[np.int16]:
+    """``(2, N, 784)`` copies of both planes' windows at each (row, column) offset."""
+    windows = np.lib.stride_tricks.sliding_window_view(planes, (GLYPH, GLYPH), axis=(1, 2))
+    picked: npt.NDArray[np.int16] = windows[:, offsets[:, 0], offsets[:, 1]]
+    return picked.reshape(2, len(offsets), GLYPH * GLYPH)
 
 
 @lru_cache(maxsize=4)
@@ -167,8 +185,9 @@ def elastic_planes(sigma: float, alpha: float) -> npt.NDArray[np.int16]:
     transfer = np.exp(-2 * (np.pi * sigma) ** 2 * frequency**2)  # a unit-sum Gaussian
     spectrum = np.fft.fft2(noise) * transfer[:, None] * transfer[None, :]
     smooth = np.fft.ifft2(spectrum).real * (alpha * FRACTION)
-    # int16 halves the memory the windows are read from; beyond +-100 pixels (only reached
-    # with a tiny sigma and a huge alpha) every displacement leaves the glyph anyway.
+    # int16 halves the memory the random windows are read from (the warp's costliest read);
+    # beyond +-100 pixels (only reached with a tiny sigma and a huge alpha) every displacement
+    # leaves the glyph anyway.
     fixed = np.clip(np.rint(smooth), -100 * FRACTION, 100 * FRACTION).astype(np.int16)
     wrapped = np.pad(fixed, ((0, 0), (0, GLYPH), (0, GLYPH)), "wrap")
     wrapped.flags.writeable = False
@@ -180,7 +199,8 @@ def change_stroke_width(glyphs: ByteArray, change: FloatArray) -> ByteArray:
 
     A stroke widens by 2 pixels per step of a 3x3 cross grey dilation; thinning is the same
     dilation of the inverted glyph (an erosion). A fractional change blends the two nearest
-    steps (in 1/256 steps, integer arithmetic), so the width varies continuously.
+    steps (in 1/256 steps, integer arithmetic), so the width varies continuously. Beyond the
+    glyph's edge counts as no ink for a dilation and as ink for an erosion.
 
     Args:
         glyphs: ``(N, 28, 28) uint8``.
@@ -189,14 +209,19 @@ def change_stroke_width(glyphs: ByteArray, change: FloatArray) -> ByteArray:
     Returns:
         ``(N, 28, 28) uint8``.
     """
+    n = len(glyphs)
     radius = np.abs(np.asarray(change, np.float32)) / 2
     # 255 - x, the inverted glyph, is x ^ 255 for bytes: one pass, for the thinned glyphs only
     flip = np.where(np.asarray(change) < 0, np.uint8(255), np.uint8(0))[:, None, None]
-    previous = glyphs ^ flip
+    # Each glyph inside a ring of zeros, the glyphs end to end: a neighbour is then a flat
+    # shift by 1 or by a row, one pass over the whole chunk, and the ring stops each dilation.
+    padded = np.zeros((n, _RING, _RING), np.uint8)
+    np.bitwise_xor(glyphs, flip, out=padded[:, 1:-1, 1:-1])
+    previous = padded.reshape(n, -1)
     values = previous.astype(np.uint16)
     for step in range(int(np.ceil(radius.max(initial=0)))):
         current = _dilate(previous)
-        weight = np.rint(np.clip(radius - step, 0, 1) * 256).astype(np.uint16)[:, None, None]
+        weight = np.rint(np.clip(radius - step, 0, 1) * 256).astype(np.uint16)[:, None]
         # current >= previous; the difference times a weight <= 256 fits uint16, and so does
         # the sum, which stays within [previous, current] once divided by 256.
         moved = np.multiply(current - previous, weight, dtype=np.uint16)
@@ -204,19 +229,28 @@ def change_stroke_width(glyphs: ByteArray, change: FloatArray) -> ByteArray:
         moved >>= 8
         values += moved
         previous = current
-    result = values.astype(np.uint8)
+    result = values.reshape(n, _RING, _RING)[:, 1:-1, 1:-1].astype(np.uint8)
     result ^= flip
     return result
 
 
-def _dilate(glyphs: ByteArray) -> ByteArray:
-    """Grey dilation by a 3x3 cross: each pixel's maximum with its 4 neighbours."""
-    out = glyphs.copy()
-    np.maximum(out[:, 1:], glyphs[:, :-1], out=out[:, 1:])
-    np.maximum(out[:, :-1], glyphs[:, 1:], out=out[:, :-1])
-    np.maximum(out[:, :, 1:], glyphs[:, :, :-1], out=out[:, :, 1:])
-    np.maximum(out[:, :, :-1], glyphs[:, :, 1:], out=out[:, :, :-1])
-    return out
+_RING = GLYPH + 2  # a glyph and its ring of zeros
+
+
+def _dilate(flat: ByteArray) -> ByteArray:
+    """Grey dilation by a 3x3 cross of ``(N, 30 * 30)`` ringed glyphs; the new ring is zero.
+
+    Each pixel's maximum with its 4 neighbours, as flat shifts over the whole chunk.
+    """
+    source = flat.reshape(-1)
+    out = source.copy()
+    for step in (1, _RING):
+        np.maximum(out[step:], source[:-step], out=out[step:])
+        np.maximum(out[:-step], source[step:], out=out[:-step])
+    ringed = out.reshape(-1, _RING, _RING)
+    ringed[:, [0, -1]] = 0
+    ringed[:, :, [0, -1]] = 0
+    return out.reshape(flat.shape)
 
 
 def blur_radius(sigma: float) -> int:
@@ -253,10 +287,12 @@ def apply_blur(
 ) -> FloatArray:
     """Blur each sample by its banded matrices from :func:`blur_bands`, zero outside.
 
-    Separable, and both passes are batched matrix products: the horizontal one multiplies
-    overlapping tiles of 16 columns by a ``(16 + 2R, 16)`` band per sample, the vertical one
-    each ``(H, W)`` sample by an ``(H, H)`` band; so the cost is a few passes over the images
-    whatever the sigmas.
+    Separable, and both passes are batched matrix products, so the cost is a few passes over
+    the images whatever the sigmas. The horizontal one cuts each padded row into blocks of 16
+    columns (a free reshape, no copies): an output tile of 16 columns is its own block times
+    the band's first 16 rows, plus the next block's first columns times the band's other
+    ``2R`` rows, one product per block offset over all blocks at once. The vertical one
+    multiplies each ``(H, W)`` sample by an ``(H, H)`` band.
 
     Args:
         images: ``(B, H, W)`` uint8 or float32.
@@ -269,14 +305,20 @@ def apply_blur(
         ``(B, H, W) float32``, a view of ``out`` when given.
     """
     n, height, width = images.shape
-    radius = (horizontal.shape[1] - BLUR_TILE) // 2
+    reach = horizontal.shape[1] - BLUR_TILE  # 2R: the columns a tile reads past its own
     tiles = -(-width // BLUR_TILE)
-    padded = np.zeros((n, height, tiles * BLUR_TILE + 2 * radius), np.float32)
-    padded[:, :, radius : radius + width] = images
-    windows = np.lib.stride_tricks.sliding_window_view(padded, BLUR_TILE + 2 * radius, axis=2)
-    windows = windows[:, :, ::BLUR_TILE].reshape(n, height * tiles, -1)
-    across = np.matmul(windows, horizontal).reshape(n, height, tiles * BLUR_TILE)
-    result: FloatArray = np.matmul(vertical, across, out=out)
+    # Each row ends with enough zero blocks for its last tile's reach; their own outputs
+    # (which read into the next row) are never used.
+    blocks_per_row = tiles + -(-reach // BLUR_TILE)
+    padded = np.zeros((n, height, blocks_per_row * BLUR_TILE), np.float32)
+    padded[:, :, reach // 2 : reach // 2 + width] = images
+    blocks = padded.reshape(n, height * blocks_per_row, BLUR_TILE)
+    across = np.matmul(blocks, horizontal[:, :BLUR_TILE])
+    for offset in range(1, blocks_per_row - tiles + 1):
+        band = horizontal[:, offset * BLUR_TILE : (offset + 1) * BLUR_TILE]  # (B, <= 16, 16)
+        across[:, :-offset] += np.matmul(blocks[:, offset:, : band.shape[1]], band)
+    rows = across.reshape(n, height, blocks_per_row * BLUR_TILE)[:, :, : tiles * BLUR_TILE]
+    result: FloatArray = np.matmul(vertical, rows, out=out)
     return result[:, :, :width]
 
 

@@ -286,7 +286,7 @@ PINNED = [
         160,
         30,
         {"augment": "light"},
-        "a2060abe9e450226f7745ca2c7c64c730c704a0c19e82473b1e10cff58acafe1",
+        "66c68481f5793613adf5de18148bac8259f986f387ad4a1da09b8790d4eea5be",
         id="light",
     ),
     pytest.param(
@@ -295,7 +295,7 @@ PINNED = [
         100,
         31,
         {"augment": "heavy", "fit": "scale", "background": "white"},
-        "a08eaf3b1925c0b759b9501172aa6553501edec183d5b6c78dcc5d17be46065e",
+        "e6db68c8300880363a6dc94dc437dc667c3ea5b459e9412ffd0865b385972068",
         id="heavy-scale-white",
     ),
     pytest.param(
@@ -304,7 +304,7 @@ PINNED = [
         90,
         32,
         {"augment": "heavy", "digit_crop": "ink", "align": "random"},
-        "49078528628e05cab1d506d47f44af5d75435ae59c1e7dd282cb7fdb644cde0e",
+        "9bbfb87456713af098f6e23e948127e484bb7d2df48491067ef2bd34763b31e3",
         id="heavy-ink-random",
     ),
 ]
