@@ -233,6 +233,8 @@ class SequenceDataset:
     def close(self) -> None:
         """Close this process's handle; the next access opens the file again."""
         if self._file is not None and self._pid == os.getpid():
+            if self._reader is not None:
+                self._reader.close()
             self._file.close()
         self._reset()
 
