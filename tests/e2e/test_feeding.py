@@ -14,12 +14,14 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from seqbuilder import ChunkShuffle, SequenceDataset, SequenceStream, share_batch
+from seqbuilder.store import shared as shared_module
 from tests.support.feed_builds import FEED_CONFIGS
 
 if importlib.util.find_spec("torch") is None:  # a skip would prove nothing
@@ -182,6 +184,32 @@ def test_share_batch_keeps_what_it_does_not_convert_and_needs_torch(
         RuntimeError, match=r"^share_batch is a DataLoader's collate_fn: import torch first$"
     ):
         share_batch(batch)
+
+
+def test_after_share_batch_a_worker_makes_images_in_shared_memory_and_sends_them_as_is(
+    blocks_h5: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shared_module, "_SEND_SHARED", False)
+    worker = SimpleNamespace(id=0, num_workers=1)  # the one worker of a DataLoader
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: worker)
+    dataset = SequenceDataset(blocks_h5)
+    stream = SequenceStream(FEED_CONFIGS["blocks"])
+    first = dataset.batch([5, 1, 4000])
+    assert first[0].base is None  # ordinary memory until share_batch has run here
+
+    sent = share_batch(first)
+    second, streamed = dataset.batch([5, 1, 4000]), next(iter(stream.batches(8)))
+    again = share_batch(second)
+
+    assert torch.equal(sent[0], again[0]) and sent[0].is_shared()
+    assert again[0] is second[0].base  # the very tensor the numpy images view: no copy
+    assert share_batch(streamed)[0] is streamed[0].base
+    assert streamed[0].dtype == np.float32 and isinstance(streamed[0], np.ndarray)
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: None)
+    assert (
+        streamed[0].tobytes()
+        == next(iter(SequenceStream(FEED_CONFIGS["blocks"]).batches(8)))[0].tobytes()
+    )
 
 
 def test_streaming_and_shuffled_reads_never_import_torch(

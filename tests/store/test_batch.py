@@ -22,6 +22,7 @@ from seqbuilder.errors import DatasetFormatError
 from seqbuilder.store import batch as batch_module
 from seqbuilder.store.batch import ChunkReader
 from seqbuilder.store.chunks import fletcher32
+from seqbuilder.store.options import ReadOptions
 from seqbuilder.store.writer import SplitWriter
 
 COUNT, WIDTH, MAX_LENGTH = 100, 40, 4
@@ -305,3 +306,19 @@ def test_closing_a_dataset_closes_its_raw_file_handle(gzip_h5: Path) -> None:
 
     assert len(os.listdir("/proc/self/fd")) < opened
     assert dataset.batch([0, 50])[0].shape == (2, 28, WIDTH)  # and opens again on demand
+
+
+@pytest.mark.parametrize("value_range", [(0.0, 1.0), (-1.0, 1.0)], ids=["unit", "tanh"])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_values_written_into_a_given_array_are_the_same_bits(
+    value_range: tuple[float, float], dtype: str
+) -> None:
+    rng = np.random.default_rng(4)
+    raw = rng.integers(0, 256, (3, 28, WIDTH)).astype(np.uint8)
+    stored = raw if dtype == "uint8" else (raw / 255).astype(np.float32)
+    options = ReadOptions(value_range=value_range)
+    out = np.empty(raw.shape, np.float32)
+
+    written = options.values(stored, out=out)
+
+    assert written is out and written.tobytes() == options.values(stored).tobytes()
