@@ -37,8 +37,10 @@ def share_batch(batch: Any) -> Any:
     A drop-in for ``torch.utils.data.default_convert``, the ``collate_fn`` a ``DataLoader``
     uses with ``batch_size=None``: the same structure and values come out (a tuple becomes a
     list, as there), but in a worker process each numpy array is copied once into a
-    shared-memory tensor that the worker sends to the main process without another copy.
-    Outside a worker (``num_workers=0``) it is ``default_convert``.
+    shared-memory tensor that the worker sends to the main process without another copy, and
+    the images that ``ds.batch`` or ``stream.batches`` make in that worker after its first call
+    are in shared memory already and are sent with no copy at all. Outside a worker
+    (``num_workers=0``) it is ``default_convert``.
 
     Args:
         batch: what the dataset gave: e.g. ``(images, labels, lengths)`` from
@@ -84,7 +86,7 @@ def _whole_view(torch: Any, array: npt.NDArray[Any]) -> bool:
     return (
         isinstance(base, torch.Tensor)
         and base.is_shared()
-        and base.data_ptr() == array.ctypes.data
+        and base.data_ptr() == array.__array_interface__["data"][0]
         and tuple(base.shape) == array.shape
         and base.is_contiguous()
         and array.flags.c_contiguous
