@@ -253,6 +253,53 @@ def hugging_face_rows(
     return rows, {"HF iterable (64 shards, buffer 1024)": np.array(order)}
 
 
+def floor_lines(path: Path, repeats: int) -> list[str]:
+    """What any chunk-shuffled epoch of (b) must spend on one core, measured alone.
+
+    Inflating every stored chunk once (the decoder ``ds.batch`` uses) and writing every sample
+    once as float32: no read of the file, no cache, no gather.
+    """
+    import h5py
+
+    from seqbuilder.store import batch as batch_module
+
+    with h5py.File(path) as file:
+        images = file["images"]
+        chunk = images.chunks[0]
+        stored = [
+            images.id.read_direct_chunk((first, 0, 0))[1][:-4]  # the fletcher32 trailer
+            for first in range(0, images.shape[0], chunk)
+        ]
+        size = chunk * int(np.prod(images.shape[1:]))
+        count, width = images.shape[0], images.shape[2]
+    block = np.zeros((BATCH, 28, width), np.uint8)
+
+    def best(step: Callable[[], object]) -> float:
+        times = []
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    def inflate() -> None:
+        for data in stored:
+            batch_module._INFLATE(data, size)
+
+    def to_float() -> None:
+        for _ in range(count // BATCH):
+            np.divide(block, np.float32(255), dtype=np.float32)
+
+    decoder = batch_module.INFLATER
+    inflating, converting = best(inflate), best(to_float)
+    ceiling = count / (inflating + converting)
+    return [
+        f"floor of (b), one epoch on one core: inflate {len(stored)} chunks ({decoder}) "
+        f"{inflating:.3f} s, uint8 to float32 {converting:.3f} s: at most {ceiling:,.0f} "
+        "samples/s before any read, lookup or gather"
+    ]
+
+
 def shuffle_table(path: Path, seconds: float, others: dict[str, np.ndarray]) -> None:
     """How close ChunkShuffle gets to a full shuffle, per buffer size, and what it costs.
 
@@ -313,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if baseline in rows:
                 ratio = rows[CHUNK_SHUFFLED] / rows[baseline]
                 print(f"{CHUNK_SHUFFLED} / {baseline}: {ratio:.1f}x")
+        for line in floor_lines(path, args.repeats):
+            print(line)
         shuffle_table(path, args.seconds, hf_orders)
     return 0
 

@@ -69,16 +69,17 @@ INFLATERS: dict[str, Callable[[], Inflater]] = {
 }
 
 
-def _first_installed() -> Inflater:
-    for make in INFLATERS.values():
+def _first_installed() -> tuple[str, Inflater]:
+    for name, make in INFLATERS.items():
         try:
-            return make()
+            return name, make()
         except ImportError:
             continue
     raise AssertionError("zlib is always there")  # pragma: no cover
 
 
-_INFLATE, _INFLATE_ERRORS = _first_installed()
+#: The decoder the direct path uses: the first of INFLATERS installed.
+INFLATER, (_INFLATE, _INFLATE_ERRORS) = _first_installed()
 #: The filter pipelines the direct path decodes, as HDF5 filter ids in pipeline order.
 _DIRECT_PIPELINES = {
     (h5py.h5z.FILTER_DEFLATE,): 0,  # trailing checksum bytes to strip
