@@ -8,9 +8,9 @@ the samples back into the asked order.
 Decoding: a default build stores ``images`` as uint8 chunks filtered by deflate then fletcher32
 (no shuffle: one-byte values). For such chunks :class:`ChunkReader` reads the stored bytes
 itself (``os.pread`` at the address HDF5's ``chunk_iter`` lists, else ``read_direct_chunk``)
-and inflates them straight into its cache, with the fastest decoder installed: libdeflate
+and inflates each into its cache (one copy), with the fastest decoder installed: libdeflate
 (``deflate``), ISA-L (``isal``), both in ``seqbuilder[fast]``, else zlib. On default-build
-chunks libdeflate inflates about 25% faster than ISA-L and 4x faster than zlib; h5py's slicing
+chunks libdeflate inflates about 25% faster than ISA-L and twice as fast as zlib; h5py's slicing
 of the same rows (HDF5's filter pipeline plus a lookup per call) is slower than all three. The
 fletcher32 checksum of the compressed bytes is not recomputed; the zlib stream's own adler32
 checksum of the inflated bytes still turns a corrupt chunk into an error. Any other layout
