@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._version import __version__
+from .build.loader import share_batch
 from .build.shuffle import ChunkShuffle
 from .errors import (
     ConfigError,
@@ -38,6 +39,7 @@ __all__ = [
     "__version__",
     "generate_numbers_sequence",
     "load_mnist",
+    "share_batch",
 ]
 
 

@@ -32,6 +32,7 @@ import numpy.typing as npt
 from ..errors import InvalidTypeError, InvalidValueError
 from ..mnist.load import load_mnist
 from ..store.options import ReadOptions
+from ..store.shared import empty_images
 from .plan import BLOCK_SAMPLES, Block, Recipe, SplitPlan, make_block, make_recipe, split_plans
 from .preflight import compose_config
 from .shuffle import check_int
@@ -229,7 +230,8 @@ def _joined(parts: Sequence[Block]) -> Block:
 def _as_read(block: Block) -> Batch:
     """Turn stored-dtype rows into what ``SequenceDataset.batch`` returns."""
     lengths = block.lengths.astype(np.int64)
-    return _AS_READ.values(block.images), _AS_READ.padded_labels(block.labels, lengths), lengths
+    images = _AS_READ.values(block.images, out=empty_images(block.images.shape))
+    return images, _AS_READ.padded_labels(block.labels, lengths), lengths
 
 
 def _check_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:

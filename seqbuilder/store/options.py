@@ -30,16 +30,26 @@ class ReadOptions:
     pad_value: int = PAD
     value_range: tuple[float, float] = (0.0, 1.0)
 
-    def values(self, raw: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    def values(
+        self, raw: npt.NDArray[Any], out: npt.NDArray[np.float32] | None = None
+    ) -> npt.NDArray[np.float32]:
         """Turn stored images (any leading shape, uint8 or float32) into float32 values.
 
         uint8 gives ``raw / 255``; then ``value_range`` maps [0, 1] linearly onto
-        ``(low, high)``, in float32 arithmetic.
+        ``(low, high)``, in float32 arithmetic. ``out``, if given, receives the values (the
+        same bits) and is returned.
         """
-        image = raw if raw.dtype == np.float32 else np.divide(raw, _BYTE_MAX, dtype=np.float32)
+        if out is None:
+            image = raw if raw.dtype == np.float32 else np.divide(raw, _BYTE_MAX, dtype=np.float32)
+        elif raw.dtype == np.float32:
+            image = out
+            np.copyto(image, raw)
+        else:
+            image = np.divide(raw, _BYTE_MAX, out=out, dtype=np.float32)
         if self.value_range != (0.0, 1.0):
             low, high = self.value_range
-            image = (image * np.float32(high - low) + np.float32(low)).astype(np.float32)
+            scaled = np.multiply(image, np.float32(high - low), out=out)
+            image = np.add(scaled, np.float32(low), out=out)
         return image
 
     def padded_labels(

@@ -34,6 +34,7 @@ from .batch import ChunkReader, batch_positions
 from .layout import h5_reason, open_h5, validate_split
 from .options import LabelFormat, ReadOptions, check_cache_bytes, check_options
 from .schema import HEIGHT, IMAGES, LABELS, LENGTHS, MIN_CACHE_BYTES
+from .shared import empty_images
 
 Sample = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]
 # images (n, 28, W) float32, labels (n, L) int64 padded, lengths (n,) int64
@@ -189,7 +190,8 @@ class SequenceDataset:
         positions = batch_positions(indices, self._layout.count)
         self._handle()
         assert self._reader is not None
-        images = self._options.values(self._reader.read(positions))
+        raw = self._reader.read(positions)
+        images = self._options.values(raw, out=empty_images(raw.shape))
         lengths = self._lengths[positions].astype(np.int64)
         return images, self._options.padded_labels(self._labels[positions], lengths), lengths
 
@@ -233,6 +235,8 @@ class SequenceDataset:
     def close(self) -> None:
         """Close this process's handle; the next access opens the file again."""
         if self._file is not None and self._pid == os.getpid():
+            if self._reader is not None:
+                self._reader.close()
             self._file.close()
         self._reset()
 

@@ -14,12 +14,14 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
-from seqbuilder import ChunkShuffle, SequenceDataset, SequenceStream
+from seqbuilder import ChunkShuffle, SequenceDataset, SequenceStream, share_batch
+from seqbuilder.store import shared as shared_module
 from tests.support.feed_builds import FEED_CONFIGS
 
 if importlib.util.find_spec("torch") is None:  # a skip would prove nothing
@@ -139,6 +141,75 @@ def test_chunk_shuffle_as_a_batch_sampler_with_the_default_collate(blocks_h5: Pa
         expected_images, expected_labels, _ = dataset.batch(indices)
         assert images.numpy().tobytes() == expected_images.tobytes()
         assert labels.numpy().tolist() == expected_labels.tolist()
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_share_batch_delivers_what_the_default_conversion_delivers(
+    blocks_h5: Path, workers: int
+) -> None:
+    dataset = SequenceDataset(blocks_h5)
+    shuffle = ChunkShuffle(dataset, batch_size=100, buffer_chunks=16, seed=1)
+    default = DataLoader(dataset, sampler=shuffle, batch_size=None, num_workers=workers)
+    shared = DataLoader(
+        dataset, sampler=shuffle, batch_size=None, num_workers=workers, collate_fn=share_batch
+    )
+
+    for expected, got in zip(default, shared, strict=True):
+        assert type(got) is type(expected) is list and len(got) == 3
+        for want, part in zip(expected, got, strict=True):
+            assert isinstance(part, torch.Tensor) and part.dtype == want.dtype
+            assert part.shape == want.shape and torch.equal(part, want)
+
+
+def test_stream_batches_through_share_batch_equal_the_file(blocks_h5: Path) -> None:
+    batches = SequenceStream(FEED_CONFIGS["blocks"]).batches(64)
+    loader = DataLoader(batches, batch_size=None, num_workers=2, collate_fn=share_batch)
+
+    got = batch_samples((part.numpy() for part in batch) for batch in loader)
+
+    assert Counter(got) == Counter(file_samples(blocks_h5)) and len(got) == 4200
+
+
+def test_share_batch_keeps_what_it_does_not_convert_and_needs_torch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batch = {"images": np.ones((2, 3), np.float32), "name": "x", "ids": (np.arange(2), 5)}
+
+    converted = share_batch(batch)  # outside a worker: default_convert
+
+    assert converted["name"] == "x" and converted["ids"][1] == 5
+    assert torch.equal(converted["images"], torch.ones(2, 3))
+    monkeypatch.delitem(sys.modules, "torch")
+    with pytest.raises(
+        RuntimeError, match=r"^share_batch is a DataLoader's collate_fn: import torch first$"
+    ):
+        share_batch(batch)
+
+
+def test_after_share_batch_a_worker_makes_images_in_shared_memory_and_sends_them_as_is(
+    blocks_h5: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shared_module, "_SEND_SHARED", False)
+    worker = SimpleNamespace(id=0, num_workers=1)  # the one worker of a DataLoader
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: worker)
+    dataset = SequenceDataset(blocks_h5)
+    stream = SequenceStream(FEED_CONFIGS["blocks"])
+    first = dataset.batch([5, 1, 4000])
+    assert first[0].base is None  # ordinary memory until share_batch has run here
+
+    sent = share_batch(first)
+    second, streamed = dataset.batch([5, 1, 4000]), next(iter(stream.batches(8)))
+    again = share_batch(second)
+
+    assert torch.equal(sent[0], again[0]) and sent[0].is_shared()
+    assert again[0] is second[0].base  # the very tensor the numpy images view: no copy
+    assert share_batch(streamed)[0] is streamed[0].base
+    assert streamed[0].dtype == np.float32 and isinstance(streamed[0], np.ndarray)
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: None)
+    assert (
+        streamed[0].tobytes()
+        == next(iter(SequenceStream(FEED_CONFIGS["blocks"]).batches(8)))[0].tobytes()
+    )
 
 
 def test_streaming_and_shuffled_reads_never_import_torch(

@@ -6,6 +6,7 @@ deflate chunks inflated by seqbuilder itself, and everything else through h5py's
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import zlib
@@ -18,8 +19,10 @@ import pytest
 
 from seqbuilder import SequenceDataset
 from seqbuilder.errors import DatasetFormatError
+from seqbuilder.store import batch as batch_module
 from seqbuilder.store.batch import ChunkReader
 from seqbuilder.store.chunks import fletcher32
+from seqbuilder.store.options import ReadOptions
 from seqbuilder.store.writer import SplitWriter
 
 COUNT, WIDTH, MAX_LENGTH = 100, 40, 4
@@ -241,3 +244,81 @@ def test_a_dataset_pickled_after_batch_reads_reads_the_same(gzip_h5: Path) -> No
     copy = pickle.loads(pickle.dumps(dataset))
 
     assert_same_batch(copy.batch(range(0, COUNT, 3)), first)
+
+
+@pytest.fixture(params=list(batch_module.INFLATERS), ids=list(batch_module.INFLATERS))
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each decoder the direct path can use, installed for the test (``[test]`` has them all)."""
+    inflate, errors = batch_module.INFLATERS[request.param]()
+    monkeypatch.setattr(batch_module, "_INFLATE", inflate)
+    monkeypatch.setattr(batch_module, "_INFLATE_ERRORS", errors)
+    return str(request.param)
+
+
+def test_every_decoder_reads_the_same_batches(gzip_h5: Path, inflater: str) -> None:
+    indices = np.random.default_rng(3).integers(0, COUNT, 200)
+
+    assert_same_batch(
+        SequenceDataset(gzip_h5).batch(indices), stacked(SequenceDataset(gzip_h5), indices)
+    )
+
+
+def test_every_decoder_turns_a_corrupt_or_short_chunk_into_the_same_error(
+    tmp_path: Path, inflater: str
+) -> None:
+    path = write(tmp_path / "bad.h5", "uint8", "gzip", 4, 8)
+    short = zlib.compress(bytes(100))
+    with h5py.File(path, "r+") as file:
+        info = file["images"].id.get_chunk_info_by_coord((8, 0, 0))
+        file["images"].id.write_direct_chunk((16, 0, 0), short + fletcher32(short))
+    with path.open("r+b") as handle:
+        handle.seek(info.byte_offset + info.size // 2)
+        handle.write(b"\xff" * 16)
+    dataset = SequenceDataset(path)
+
+    with pytest.raises(
+        DatasetFormatError, match=r"bad\.h5: the chunk of samples 8\.\.15 is corrupt"
+    ):
+        dataset.batch([9])
+    with pytest.raises(
+        DatasetFormatError,
+        match=r"bad\.h5: the chunk of samples 16\.\.23 inflates to 100 bytes, expected 8960$",
+    ):
+        dataset.batch([17])
+    assert dataset.batch([3, 30])[0].shape == (2, 28, WIDTH)
+
+
+def test_chunks_read_the_same_when_hdf5_cannot_list_them(
+    gzip_h5: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed = SequenceDataset(gzip_h5).batch(range(COUNT))
+    monkeypatch.delattr(os, "pread")  # as on Windows: read_direct_chunk for every chunk
+
+    assert_same_batch(SequenceDataset(gzip_h5).batch(range(COUNT)), listed)
+
+
+def test_closing_a_dataset_closes_its_raw_file_handle(gzip_h5: Path) -> None:
+    dataset = SequenceDataset(gzip_h5)
+    dataset.batch([0, 50])
+    opened = len(os.listdir("/proc/self/fd"))
+
+    dataset.close()
+
+    assert len(os.listdir("/proc/self/fd")) < opened
+    assert dataset.batch([0, 50])[0].shape == (2, 28, WIDTH)  # and opens again on demand
+
+
+@pytest.mark.parametrize("value_range", [(0.0, 1.0), (-1.0, 1.0)], ids=["unit", "tanh"])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_values_written_into_a_given_array_are_the_same_bits(
+    value_range: tuple[float, float], dtype: str
+) -> None:
+    rng = np.random.default_rng(4)
+    raw = rng.integers(0, 256, (3, 28, WIDTH)).astype(np.uint8)
+    stored = raw if dtype == "uint8" else (raw / 255).astype(np.float32)
+    options = ReadOptions(value_range=value_range)
+    out = np.empty(raw.shape, np.float32)
+
+    written = options.values(stored, out=out)
+
+    assert written is out and written.tobytes() == options.values(stored).tobytes()
