@@ -399,7 +399,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--steps", type=int, default=None, help="training steps with --recipe or --stream"
     )
     parser.add_argument(
-        "--minutes", type=float, default=9.0, help="training time budget with --recipe/--stream"
+        "--minutes", type=float, default=10.0, help="training time budget with --recipe/--stream"
     )
     parser.add_argument(
         "--eval", type=Path, action="append", default=[], help="another .h5 file to score"
