@@ -25,11 +25,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
+from train_recognizer import BLANK, CLASSES, Recognizer, conv_features  # next to this script
 
 from seqbuilder import SequenceDataset, SequenceStream
 
-BLANK = 10
-CLASSES = 11
 ArrayBatch = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 #: Wider than the ``heavy`` preset in every key: handwriting that is off the page's
@@ -70,21 +69,8 @@ class RobustRecognizer(nn.Module):
 
     def __init__(self, channels: Sequence[int] = (32, 48, 96, 128), hidden: int = 96) -> None:
         super().__init__()
-        stem, *widths = channels
-        layers: list[nn.Module] = [
-            nn.Conv2d(1, stem, 3, stride=2, padding=1, bias=False),  # 28 x W -> 14 x W/2
-            nn.BatchNorm2d(stem),
-            nn.ReLU(inplace=True),
-        ]
-        pools = [(2, 2), (2, 1), (3, 1)]  # height 14 -> 7 -> 3 -> 1, width W/2 -> W/4
-        for in_channels, out_channels, pool in zip(channels[:-1], widths, pools, strict=True):
-            layers += [
-                nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-                nn.MaxPool2d(pool),
-                nn.BatchNorm2d(out_channels),
-                nn.ReLU(inplace=True),
-            ]
-        self.features = nn.Sequential(*layers)
+        # height 14 -> 7 -> 3 -> 1, width W/2 -> W/4
+        self.features = conv_features(channels, [(2, 2), (2, 1), (3, 1)])
         self.column = nn.Sequential(
             nn.Conv1d(channels[-1], channels[-1], 3, padding=1), nn.ReLU(inplace=True)
         )
@@ -264,8 +250,6 @@ def train_generated(
         mix: Sequence[tuple[int, Sequence[str]]] = HANDWRITING_MIX
         augment: Callable[[torch.Tensor], torch.Tensor] | None = partial(scan, generator=generator)
     else:
-        from train_recognizer import Recognizer  # the example's own model
-
         model, mix, augment = Recognizer(), ((1, tuple(overrides)),), None
     parameters = sum(p.numel() for p in model.parameters())
     print(f"model {type(model).__name__}: {parameters:,} parameters; data: {mix}", flush=True)

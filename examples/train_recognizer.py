@@ -83,6 +83,26 @@ Sample = tuple[
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+def conv_features(channels: Sequence[int], pools: Sequence[tuple[int, int]]) -> nn.Sequential:
+    """A stride-2 stem (28 x W -> 14 x W/2), then one block per pool: 3x3 convolution, then
+    max-pooling before batch norm and ReLU (which are memory-bound on a CPU: pooling first makes
+    them cheaper). ``channels`` are the stem's and each block's output channels."""
+    stem, *widths = channels
+    layers: list[nn.Module] = [
+        nn.Conv2d(1, stem, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(stem),
+        nn.ReLU(inplace=True),
+    ]
+    for in_channels, out_channels, pool in zip(channels[:-1], widths, pools, strict=True):
+        layers += [
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.MaxPool2d(pool),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        ]
+    return nn.Sequential(*layers)
+
+
 class Recognizer(nn.Module):
     """Map a ``(B, 1, 28, W)`` image batch to ``(W // 8, B, 11)`` per-column log-probabilities.
 
@@ -94,21 +114,8 @@ class Recognizer(nn.Module):
 
     def __init__(self, channels: Sequence[int] = (32, 48, 64, 96), hidden: int = 128) -> None:
         super().__init__()
-        stem, *widths = channels
-        layers: list[nn.Module] = [
-            nn.Conv2d(1, stem, 3, stride=2, padding=1, bias=False),  # 28 x W -> 14 x W/2
-            nn.BatchNorm2d(stem),
-            nn.ReLU(inplace=True),
-        ]
-        pools = [(2, 2), (2, 2), (3, 1)]  # height 14 -> 7 -> 3 -> 1, width W/2 -> W/8
-        for in_channels, out_channels, pool in zip(channels[:-1], widths, pools, strict=True):
-            layers += [
-                nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-                nn.MaxPool2d(pool),
-                nn.BatchNorm2d(out_channels),
-                nn.ReLU(inplace=True),
-            ]
-        self.features = nn.Sequential(*layers)
+        # height 14 -> 7 -> 3 -> 1, width W/2 -> W/8
+        self.features = conv_features(channels, [(2, 2), (2, 2), (3, 1)])
         self.head = nn.Sequential(
             nn.Conv1d(channels[-1], hidden, 3, padding=1),
             nn.ReLU(inplace=True),
