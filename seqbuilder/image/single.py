@@ -126,27 +126,6 @@ def seeded_generator(seed: int) -> np.random.Generator:
     return local.rng
 
 
-_Table = tuple[list[int], list[int], list[int]]
-_TABLES: dict[int, tuple[MnistSource, _Table]] = {}
-
-
-def _label_table(split: MnistSource) -> _Table:
-    """Return ``label_order``, ``label_starts`` and ``label_counts`` of ``split`` as int lists.
-
-    Python ints index faster than numpy scalars, and a split is loaded once per process, so
-    the lists (about 3 MB for MNIST train) are made once.
-    """
-    entry = _TABLES.get(id(split))
-    if entry is None or entry[0] is not split:
-        table = (
-            split.label_order.tolist(),
-            split.label_starts.tolist(),
-            split.label_counts.tolist(),
-        )
-        entry = _TABLES[id(split)] = (split, table)
-    return entry[1]
-
-
 def compose_one(
     split: MnistSource,
     digits: list[int],
@@ -221,7 +200,7 @@ def _draw(
     """Draw each digit's MNIST sample and each gap as ``generate_batch`` does (one ``random``)."""
     n_digits = len(digits)
     uniform = rng.random(2 * n_digits - 1).tolist()
-    order, starts, counts = _label_table(split)
+    order, starts, counts = split.label_lists
     if split.missing_labels:
         missing = next((d for d in digits if counts[d] < 1), None)
         if missing is not None:
@@ -255,10 +234,14 @@ def _place(
 ) -> npt.NDArray[np.uint8]:
     """Copy each chosen glyph onto a black ``(28, canvas_width)`` canvas at ``offset + left``.
 
-    A window may reach past either edge (ink crop): only the part on the canvas is copied.
-    Where digits can overlap they combine by maximum; otherwise a plain copy is the same.
+    Where digits can overlap they combine by maximum, and a window may reach past either edge
+    (ink crop): only the part on the canvas is copied. Otherwise each box is a plain copy.
     """
     canvas = np.zeros((DIGIT_SIZE, canvas_width), np.uint8)
+    if not overlapping:  # whole 28-column boxes side by side: each lies inside the canvas
+        for index, left in zip(chosen, box_lefts, strict=True):
+            canvas[:, offset + left : offset + left + DIGIT_SIZE] = images[index]
+        return canvas
     for index, left in zip(chosen, box_lefts, strict=True):
         start = offset + left
         if 0 <= start <= canvas_width - DIGIT_SIZE:
@@ -266,9 +249,6 @@ def _place(
         else:
             first, last = max(start, 0), min(start + DIGIT_SIZE, canvas_width)
             glyph = images[index, :, first - start : last - start]
-        if overlapping:
-            target = canvas[:, first:last]
-            np.maximum(target, glyph, out=target)
-        else:
-            canvas[:, first:last] = glyph
+        target = canvas[:, first:last]
+        np.maximum(target, glyph, out=target)
     return canvas

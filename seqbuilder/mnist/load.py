@@ -50,7 +50,11 @@ from .resources import FILES, MAX_FILE_BYTES, NPZ_KEYS, NPZ_NAME, SOURCES, cache
 
 logger = logging.getLogger(__name__)
 
-_CACHE: dict[tuple[str, str | None, str | None, str | None], MnistSource] = {}
+# Splits found through data_dir or $SEQBUILDER_DATA, keyed by (source, data_dir, $SEQBUILDER_DATA),
+# and splits found in (or downloaded to) the cache, keyed by those and $XDG_CACHE_HOME too: a
+# repeated call reads one environment variable, not two.
+_FOUND: dict[tuple[str, str | None, str | None], MnistSource] = {}
+_CACHED: dict[tuple[str, str | None, str | None, str | None], MnistSource] = {}
 _LOCK = threading.Lock()
 
 
@@ -88,6 +92,14 @@ class MnistSource:
         """Labels with no sample: empty for real MNIST, so a draw can skip checking counts."""
         return frozenset(int(label) for label in np.flatnonzero(self.label_counts == 0))
 
+    @cached_property
+    def label_lists(self) -> tuple[list[int], list[int], list[int]]:
+        """``label_order``, ``label_starts`` and ``label_counts`` as Python int lists.
+
+        Python ints index faster than numpy scalars: the single-image path draws with them.
+        """
+        return self.label_order.tolist(), self.label_starts.tolist(), self.label_counts.tolist()
+
 
 def load_mnist(
     source: str = "train", data_dir: str | os.PathLike[str] | None = None
@@ -110,41 +122,47 @@ def load_mnist(
         raise InvalidValueError(
             f"source={source!r} is not an MNIST split, expected one of {SOURCES}"
         )
-    key = (
-        source,
-        None if data_dir is None else os.fspath(data_dir),
-        os.environ.get("SEQBUILDER_DATA"),
-        os.environ.get("XDG_CACHE_HOME"),
-    )
-    split = _CACHE.get(key)
+    folder = None if data_dir is None else os.fspath(data_dir)
+    found = (source, folder, os.environ.get("SEQBUILDER_DATA"))
+    split = _FOUND.get(found)
     if split is None:
-        with _LOCK:
-            split = _CACHE.get(key)
-            if split is None:
-                split = _CACHE[key] = _find_or_download(source, data_dir)
+        cached = (*found, os.environ.get("XDG_CACHE_HOME"))
+        split = _CACHED.get(cached)
+        if split is None:
+            with _LOCK:
+                split = _FOUND.get(found) or _CACHED.get(cached)
+                if split is None:
+                    split, in_cache = _find_or_download(source, data_dir)
+                    if in_cache:
+                        _CACHED[cached] = split
+                    else:
+                        _FOUND[found] = split
     return split
 
 
 # --- locating and loading -------------------------------------------------------------------
 
 
-def _find_or_download(source: str, data_dir: str | os.PathLike[str] | None) -> MnistSource:
+def _find_or_download(
+    source: str, data_dir: str | os.PathLike[str] | None
+) -> tuple[MnistSource, bool]:
+    """Return the split from the first location holding it, and whether that is the cache."""
     env = os.environ.get("SEQBUILDER_DATA") or None
     locations = [
         ("data_dir", None if data_dir is None else Path(data_dir).expanduser()),
         ("$SEQBUILDER_DATA", None if env is None else Path(env).expanduser()),
         ("", cache_dir()),
     ]
-    for _, root in locations:
+    for label, root in locations:
         if root is not None and (split := _load_from(root, source)) is not None:
-            return split
+            return split, not label
     try:
         download_mnist(cache_dir())
     except MnistNotFoundError as exc:
         reason = str(exc)
     else:
         if (split := _load_from(cache_dir(), source)) is not None:
-            return split
+            return split, True
         reason = "downloaded files vanished from the cache"  # pragma: no cover
     roots = [r for _, r in locations if r is not None]
     missing = [
