@@ -164,8 +164,10 @@ def loader_rows(path: Path, seconds: float, repeats: int) -> dict[str, float]:
 
     one_batch = BATCH // dataset.chunk_samples  # a buffer of one batch's chunks
 
-    def sampler(buffer: int) -> ChunkShuffle:
-        return ChunkShuffle(dataset, batch_size=BATCH, buffer_chunks=buffer, seed=0)
+    def sampler(buffer: int, workers: int = 1) -> ChunkShuffle:
+        return ChunkShuffle(
+            dataset, batch_size=BATCH, buffer_chunks=buffer, seed=0, num_workers=workers
+        )
 
     sources: dict[str, tuple[Any, Any]] = {
         "DataLoader ceiling: one ready float32 batch": (Ready(), None),
@@ -174,6 +176,10 @@ def loader_rows(path: Path, seconds: float, repeats: int) -> dict[str, float]:
             sampler(one_batch),
         ),
         "(d) DataLoader over (b): sampler=ChunkShuffle (buffer 64)": (dataset, sampler(64)),
+        "(d) DataLoader over (b): sampler=ChunkShuffle (buffer 64, num_workers=2)": (
+            dataset,
+            sampler(64, 2),
+        ),
         "(d) DataLoader over (c): stream.batches": (SequenceStream().batches(BATCH), None),
     }
     # torch's defaults, then the settings docs/feeding-training.md recommends: share_batch

@@ -8,6 +8,10 @@ batch then draws from one or two buffers, and every chunk is decompressed once p
 batches). The bigger the buffer, the closer to a full shuffle; docs/feeding-training.md has the
 measured trade-off. Pure index arithmetic: it never opens the file.
 
+A PyTorch ``DataLoader`` deals batches to its workers in turn, and workers do not share their
+caches: told ``num_workers``, the shuffle deals its batches so that each worker reads a
+contiguous run of them, and a chunk is decoded by one worker only.
+
 Usage::
 
     ds = SequenceDataset("train.h5")
@@ -16,8 +20,8 @@ Usage::
             images, labels, lengths = ds.batch(indices)
 
     # PyTorch: whole batches per worker, converted to tensors by the default collate
-    loader = DataLoader(ds, sampler=ChunkShuffle(ds, batch_size=256), batch_size=None,
-                        num_workers=2)
+    loader = DataLoader(ds, sampler=ChunkShuffle(ds, batch_size=256, num_workers=2),
+                        batch_size=None, num_workers=2)
 """
 
 from __future__ import annotations
@@ -49,6 +53,12 @@ class ChunkShuffle:
     list possibly shorter), so it serves as a PyTorch ``DataLoader``'s ``batch_sampler``, or as
     its ``sampler`` with ``batch_size=None`` (then ``ds[list]`` reads each batch whole).
 
+    With ``num_workers > 1`` the same batches come in another order: cut into ``num_workers``
+    runs of consecutive batches, emitted in turn (first batch of each run, then the second of
+    each, ...), so the ``DataLoader`` worker ``k`` that gets every ``num_workers``-th batch
+    from batch ``k`` reads run ``k`` alone, and two workers share a decoded chunk at most where
+    their runs meet.
+
     With ``world_size > 1`` (``torch.distributed``), every rank computes the same order and
     takes every ``world_size``-th batch, starting at batch ``rank``; each rank gets
     ``len(self)`` batches, the same number, so up to ``world_size - 1`` batches of an epoch
@@ -63,6 +73,7 @@ class ChunkShuffle:
         epoch: the epoch, >= 0; :meth:`set_epoch` changes it.
         rank: this process's rank, ``0 <= rank < world_size``.
         world_size: the number of ranks sharing the epoch.
+        num_workers: the ``num_workers`` of the ``DataLoader`` this samples for (each rank's).
 
     Raises:
         ValueError: a count, seed or epoch is out of range.
@@ -79,6 +90,7 @@ class ChunkShuffle:
         epoch: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        num_workers: int = 1,
     ) -> None:
         self.count = len(dataset)
         self.chunk_samples = check_int("dataset.chunk_samples", dataset.chunk_samples, 1)
@@ -88,6 +100,7 @@ class ChunkShuffle:
         self.epoch = check_int("epoch", epoch, 0)
         self.world_size = check_int("world_size", world_size, 1)
         self.rank = check_int("rank", rank, 0)
+        self.num_workers = check_int("num_workers", num_workers, 1)
         if self.rank >= self.world_size:
             raise InvalidValueError(f"rank={rank!r}, expected 0..{self.world_size - 1}")
 
@@ -116,15 +129,30 @@ class ChunkShuffle:
         order = self.order()
         step = self.batch_size * self.world_size
         first = self.rank * self.batch_size
-        for number in range(len(self)):
-            start = first + number * step
+        starts = [first + number * step for number in range(len(self))]
+        for start in dealt(starts, self.num_workers):
             yield order[start : start + self.batch_size].tolist()
 
     def __repr__(self) -> str:
         return (
             f"ChunkShuffle(n={self.count}, batch_size={self.batch_size}, "
-            f"buffer_chunks={self.buffer_chunks}, seed={self.seed}, epoch={self.epoch})"
+            f"buffer_chunks={self.buffer_chunks}, seed={self.seed}, epoch={self.epoch}, "
+            f"num_workers={self.num_workers})"
         )
+
+
+def dealt(items: list[int], workers: int) -> Iterator[int]:
+    """Yield ``items`` so that every ``workers``-th one, from the k-th, is the k-th contiguous run.
+
+    The runs are as even as can be (the first ``len(items) % workers`` hold one more), so the
+    k-th yielded item of every round, the last round included, comes from run ``k``.
+    """
+    size, extra = divmod(len(items), workers)
+    starts = [k * size + min(k, extra) for k in range(workers)]
+    for position in range(size + (extra > 0)):
+        for k, start in enumerate(starts):
+            if position < size or k < extra:
+                yield items[start + position]
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:

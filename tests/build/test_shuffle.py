@@ -121,6 +121,32 @@ def test_ranks_get_disjoint_equal_numbers_of_batches(world_size: int) -> None:
     assert ranks[1] == batches[1::world_size][: 21 // world_size]
 
 
+@pytest.mark.parametrize("workers", [2, 3, 5])
+@pytest.mark.parametrize("count", [1003, 1000, 40, 0])
+def test_each_dataloader_worker_gets_a_contiguous_run_of_the_same_batches(
+    workers: int, count: int
+) -> None:
+    layout = Layout(count, 8)
+    plain = list(ChunkShuffle(layout, batch_size=50, seed=4))
+    dealt = list(ChunkShuffle(layout, batch_size=50, seed=4, num_workers=workers))
+
+    assert sorted(dealt) == sorted(plain) and len(dealt) == len(plain)
+    # the DataLoader hands batch i to worker i % workers: each worker's batches, in its order,
+    # are one run of consecutive batches of the plain order, the runs in worker order
+    runs = [dealt[worker::workers] for worker in range(workers)]
+    assert [batch for run in runs for batch in run] == plain
+    assert max(map(len, runs)) - min(map(len, runs)) <= 1
+
+
+def test_ranks_deal_their_own_batches_to_their_workers() -> None:
+    layout = Layout(2000, 8)
+    for rank in range(2):
+        keys: dict[str, int] = {"batch_size": 40, "seed": 6, "rank": rank, "world_size": 2}
+        plain = list(ChunkShuffle(layout, **keys))
+        dealt = list(ChunkShuffle(layout, **keys, num_workers=2))
+        assert dealt[0::2] + dealt[1::2] == plain
+
+
 @pytest.mark.parametrize(
     ("keys", "error", "match"),
     [
@@ -139,6 +165,11 @@ def test_ranks_get_disjoint_equal_numbers_of_batches(world_size: int) -> None:
         ),
         pytest.param(
             {"batch_size": 4, "rank": 2, "world_size": 2}, ValueError, "rank=2, expected 0..1"
+        ),
+        pytest.param(
+            {"batch_size": 4, "num_workers": 0},
+            ValueError,
+            "num_workers=0, expected an integer >= 1",
         ),
     ],
 )

@@ -129,6 +129,34 @@ def test_chunk_shuffle_as_a_sampler_delivers_whole_batches(blocks_h5: Path, work
         assert lengths.numpy().tolist() == expected[2].tolist()
 
 
+class WhoReads(SequenceDataset):
+    """The dataset, each batch tagged with the DataLoader worker that read it."""
+
+    def __getitem__(self, index: Any) -> Any:
+        info = torch.utils.data.get_worker_info()
+        return index, -1 if info is None else info.id
+
+
+@pytest.mark.parametrize(("num_workers", "most_shared"), [(2, 16), (1, None)])
+def test_told_the_workers_chunk_shuffle_has_each_chunk_read_by_one_worker(
+    blocks_h5: Path, num_workers: int, most_shared: int | None
+) -> None:
+    dataset = WhoReads(blocks_h5)
+    chunk = dataset.chunk_samples
+    shuffle = ChunkShuffle(dataset, batch_size=64, buffer_chunks=16, num_workers=num_workers)
+    loader = DataLoader(dataset, sampler=shuffle, batch_size=None, num_workers=2)
+
+    chunks: list[set[int]] = [set(), set()]
+    for indices, worker in loader:
+        chunks[worker].update(index // chunk for index in indices)
+
+    shared = len(chunks[0] & chunks[1])
+    if most_shared is not None:  # only where the two runs meet: one buffer at most
+        assert shared <= most_shared
+    else:  # dealt in turn, both workers decode nearly every chunk
+        assert shared > len(chunks[0] | chunks[1]) / 2
+
+
 def test_chunk_shuffle_as_a_batch_sampler_with_the_default_collate(blocks_h5: Path) -> None:
     dataset = SequenceDataset(blocks_h5, label_format="padded")
     shuffle = ChunkShuffle(dataset, batch_size=100, seed=2, epoch=3)
