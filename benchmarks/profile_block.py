@@ -24,10 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from seqbuilder.build.config import BuildConfig
 from seqbuilder.build.plan import BLOCK_SAMPLES, SplitPlan, make_block, make_recipe
+from seqbuilder.build.preflight import compose_config
 from seqbuilder.store.chunks import encode_block, resolve_deflate
 from seqbuilder.store.writer import SplitWriter
 
@@ -54,9 +52,7 @@ def per_image(step: Callable[[], object]) -> float:
 
 
 def main(argv: list[str]) -> int:
-    schema = OmegaConf.structured(BuildConfig)
-    schema.merge_with_dotlist(argv)
-    config: BuildConfig = OmegaConf.to_object(schema)  # type: ignore[assignment]
+    config, _ = compose_config(argv)  # conf/ and the overrides, as seqbuilder build composes
     storage = config.storage
     recipe = make_recipe(config)
     plan = SplitPlan("train", BLOCKS * BLOCK_SAMPLES, "train")
