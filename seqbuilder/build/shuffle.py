@@ -130,7 +130,7 @@ class ChunkShuffle:
         step = self.batch_size * self.world_size
         first = self.rank * self.batch_size
         starts = [first + number * step for number in range(len(self))]
-        for start in dealt(starts, self.num_workers):
+        for start in _dealt(starts, self.num_workers):
             yield order[start : start + self.batch_size].tolist()
 
     def __repr__(self) -> str:
@@ -141,7 +141,7 @@ class ChunkShuffle:
         )
 
 
-def dealt(items: list[int], workers: int) -> Iterator[int]:
+def _dealt(items: list[int], workers: int) -> Iterator[int]:
     """Yield ``items`` so that every ``workers``-th one, from the k-th, is the k-th contiguous run.
 
     The runs are as even as can be (the first ``len(items) % workers`` hold one more), so the

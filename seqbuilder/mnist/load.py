@@ -148,20 +148,21 @@ def _find_or_download(
 ) -> tuple[MnistSource, bool]:
     """Return the split from the first location holding it, and whether that is the cache."""
     env = os.environ.get("SEQBUILDER_DATA") or None
+    cache = cache_dir()
     locations = [
         ("data_dir", None if data_dir is None else Path(data_dir).expanduser()),
         ("$SEQBUILDER_DATA", None if env is None else Path(env).expanduser()),
-        ("", cache_dir()),
+        ("", cache),
     ]
-    for label, root in locations:
+    for _, root in locations:
         if root is not None and (split := _load_from(root, source)) is not None:
-            return split, not label
+            return split, root == cache
     try:
-        download_mnist(cache_dir())
+        download_mnist(cache)
     except MnistNotFoundError as exc:
         reason = str(exc)
     else:
-        if (split := _load_from(cache_dir(), source)) is not None:
+        if (split := _load_from(cache, source)) is not None:
             return split, True
         reason = "downloaded files vanished from the cache"  # pragma: no cover
     roots = [r for _, r in locations if r is not None]
