@@ -9,19 +9,22 @@ Prints, for this machine and in one run:
 
 (a) the batch engine's rate, one core, for ``augment=none``, ``light`` and ``heavy``:
     ``generate_batch`` on blocks of 4096 five-digit sequences, width 200, uint8, in samples
-    and digits per second (best of ``--repeats`` timed blocks, CPU time of this process);
+    and digits per second (best of ``--repeats`` timed blocks, CPU time of this process), with
+    the per-digit kernels ``$SEQBUILDER_KERNELS`` picks (numba when the ``fast`` extra is
+    installed), and ``heavy`` again with numpy's (the same bytes, no extra needed);
 (a') the per-digit transforms alone, the same as (b) does: ``transform_glyphs`` with
     ``heavy``'s slant, rotation, scale, baseline and elastic keys on the digits of those blocks;
 (a'') where a ``heavy`` block's time goes: CPU microseconds per sample of each stage of
-    ``generate_batch`` (stroke width, warp, ink boxes, the rest of the per-digit step,
-    composition, the blur's matrix products, the rest of the per-sample step, the rest of the
-    engine), timed around the functions the engine calls, in the block with the best total;
+    ``generate_batch`` (the per-digit kernels: stroke width, warp and ink boxes; the rest of
+    the per-digit step; composition; the blur's matrix products; the rest of the per-sample
+    step; the rest of the engine), timed around the functions the engine calls, in the block
+    with the best total;
 (b) the same per-digit transforms done the way users do them today: a Python loop over the
     digits, each through ``albumentations.Compose([Affine(rotate, shear, scale, translate_px),
     ElasticTransform(alpha, sigma)])`` with OpenCV on one thread, best of ``--passes``; and
     the ratios (a) heavy / (b) (the whole engine: it also changes stroke widths, composes the
-    sequences and blurs them, which the loop does not do) and (a') / (b), in digits per CPU
-    second;
+    sequences and blurs them, which the loop does not do), the same with numpy's kernels, and
+    (a') / (b), in digits per CPU second;
 (c) the end-to-end rate of ``seqbuilder build`` writing ``--count`` train images of the
     default configuration (1 to 6 digits, width 200, the default storage) with
     ``workers=--workers``, clean (``augment=none``, the default build) and ``augment=heavy``,
@@ -61,6 +64,7 @@ import numpy as np  # noqa: E402
 from seqbuilder.image import augment, engine, filters  # noqa: E402
 from seqbuilder.image.augment import transform_glyphs  # noqa: E402
 from seqbuilder.image.engine import generate_batch  # noqa: E402
+from seqbuilder.image.kernels import VARIABLE, Kernels, kernels  # noqa: E402
 from seqbuilder.image.options import PRESETS, Augment, ComposeOptions  # noqa: E402
 from seqbuilder.mnist.load import MnistSource, load_mnist  # noqa: E402
 
@@ -71,13 +75,24 @@ SPACING = (0, 10)  # widest: 5 * 28 + 4 * 10 = 180 <= 200
 # (a''): the stages timed, as (module the engine looks the function up in, function name)
 STAGES = {
     "per digit": (engine, "transform_glyphs"),
-    "stroke width": (filters, "change_stroke_width"),
-    "warp": (filters, "warp_glyphs"),
-    "ink boxes": (augment, "find_ink_boxes"),
     "composition": (engine, "compose"),
     "per sample": (engine, "finish_images"),
     "blur products": (filters, "apply_blur"),
 }
+
+
+@contextlib.contextmanager
+def kernels_chosen(choice: str | None) -> Iterator[None]:
+    """Within the block, ``$SEQBUILDER_KERNELS`` is ``choice`` (None: as it was)."""
+    before = os.environ.get(VARIABLE)
+    if choice is not None:
+        os.environ[VARIABLE] = choice
+    try:
+        yield
+    finally:
+        os.environ.pop(VARIABLE, None)
+        if before is not None:
+            os.environ[VARIABLE] = before
 
 
 def engine_rate(split: MnistSource, params: Augment, repeats: int) -> float:
@@ -93,6 +108,30 @@ def engine_rate(split: MnistSource, params: Augment, repeats: int) -> float:
         generate_batch(split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8, params)
         best = min(best, time.process_time() - start)
     return BLOCK / best
+
+
+@contextlib.contextmanager
+def timed_kernels(totals: dict[str, float], label: str) -> Iterator[None]:
+    """Within the block, add the CPU time of every per-digit kernel call to ``totals[label]``."""
+    choose: Callable[[int | None], Kernels] = getattr(augment, "kernels")  # noqa: B009
+
+    def chosen(glyphs: int | None = None) -> Kernels:
+        run = choose(glyphs)
+
+        def transform(*args: Any) -> Any:
+            start = time.process_time()
+            try:
+                return run.transform(*args)
+            finally:
+                totals[label] = totals.get(label, 0.0) + time.process_time() - start
+
+        return run._replace(transform=transform)
+
+    setattr(augment, "kernels", chosen)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(augment, "kernels", choose)  # noqa: B010
 
 
 @contextlib.contextmanager
@@ -127,18 +166,16 @@ def stage_profile(split: MnistSource, params: Augment, repeats: int) -> dict[str
         with contextlib.ExitStack() as stack:
             for label, (module, name) in STAGES.items():
                 stack.enter_context(timed(module, name, totals, label))
+            stack.enter_context(timed_kernels(totals, "kernels"))
             start = time.process_time()
             generate_batch(split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8, params)
             totals["total"] = time.process_time() - start
         if totals["total"] < best["total"]:
             best = totals
     micros = {label: seconds / BLOCK * 1e6 for label, seconds in best.items()}
-    own = ("stroke width", "warp", "ink boxes")
     return {
-        "stroke width": micros["stroke width"],
-        "warp": micros["warp"],
-        "ink boxes": micros["ink boxes"],
-        "rest of per digit": micros["per digit"] - sum(micros[label] for label in own),
+        f"per-digit kernels ({kernels().name})": micros["kernels"],
+        "rest of per digit": micros["per digit"] - micros["kernels"],
         "composition": micros["composition"],
         "blur products": micros["blur products"],
         "rest of per sample": micros["per sample"] - micros["blur products"],
@@ -224,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     split = load_mnist("train")
+    chosen = kernels().name
     rates = {name: engine_rate(split, params, args.repeats) for name, params in PRESETS.items()}
+    with kernels_chosen("numpy"):
+        numpy_heavy = engine_rate(split, PRESETS["heavy"], args.repeats)
     geometry = dataclasses.replace(PRESETS["heavy"], thickness=(0.0, 0.0), blur=(0.0, 0.0))
     transforms = transforms_rate(split, geometry, args.repeats)
     stages = stage_profile(split, PRESETS["heavy"], args.repeats)
@@ -237,22 +277,25 @@ def main(argv: list[str] | None = None) -> int:
             heavy = max(heavy, build_rate(args.count, args.workers, "heavy", out / "heavy"))
 
     print(f"numpy {np.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs")
-    for name, rate in rates.items():
+    print(f"per-digit kernels: {chosen} (${VARIABLE}={os.environ.get(VARIABLE) or 'auto'})")
+    for name, rate in [*rates.items(), ("heavy", numpy_heavy)]:
         print(
             f"(a) engine, augment={name:5s}: {rate:>10,.0f} samples/s  "
             f"{rate * LENGTH:>11,.0f} digits/s  ({rate / rates['none']:.1%} of none)"
+            + (", numpy kernels" if rate is numpy_heavy else "")
         )
-    print(f"(a') heavy's warp alone (transform_glyphs): {transforms:,.0f} digits/s")
+    print(f"(a') heavy's warp alone (transform_glyphs, {chosen}): {transforms:,.0f} digits/s")
     print("(a'') heavy per stage, CPU us per sample: " + ", ".join(
         f"{label} {micros:.1f}" for label, micros in stages.items()
     ))  # fmt: skip
     print(f"(b) albumentations per digit, Affine + ElasticTransform: {album:,.0f} digits/s")
     print(
-        f"    (a) heavy / (b): {rates['heavy'] * LENGTH / album:.1f}x; "
+        f"    (a) heavy / (b): {rates['heavy'] * LENGTH / album:.1f}x ({chosen}); "
+        f"with numpy kernels {numpy_heavy * LENGTH / album:.1f}x; "
         f"(a') / (b): {transforms / album:.1f}x"
     )
     print(
-        f"(c) build {args.count:,} images, workers={args.workers}, augment=none: "
+        f"(c) build {args.count:,} images, workers={args.workers} ({chosen}), augment=none: "
         f"{clean[0]:,.0f} img/s ({clean[1]:,.0f} per CPU second)"
     )
     print(

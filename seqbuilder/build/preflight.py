@@ -21,6 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import OutputError, UsageError
+from ..image.kernels import kernels
 from ..mnist.load import load_mnist
 from .config import BuildConfig, register_configs
 from .phases import reach
@@ -95,12 +96,14 @@ def preflight(argv: Sequence[str]) -> None:
 
     Composes each job's configuration the way Hydra will, validates it, resolves its
     sequences and loads the MNIST splits it needs (loading is cached, so the build reuses
-    them). Flags that only print (``--help``, ``--cfg``, ``--info``, ...) and a custom
+    them) and, when it has per-digit augmentation, the compiled kernels (the same). Flags
+    that only print (``--help``, ``--cfg``, ``--info``, ...) and a custom
     ``--config-dir``/``--config-name`` are left to Hydra.
 
     Raises:
         UsageError: an unknown flag.
         ConfigError, HydraException, OmegaConfBaseException, MnistNotFoundError: a bad job.
+        InvalidValueError: a bad ``$SEQBUILDER_KERNELS``.
     """
     args = _parser().parse_args(list(argv))
     if any(getattr(args, name) for name in _HANDS_OFF):
@@ -115,6 +118,8 @@ def preflight(argv: Sequence[str]) -> None:
         for plan in split_plans(config):
             load_mnist(plan.source, recipe.data_dir)
             check()
+        if recipe.augment.per_digit:
+            kernels()  # checks $SEQBUILDER_KERNELS; loads the compiled ones before any worker
 
 
 def _check_output_parent(overrides: Sequence[str], *, multirun: bool) -> None:

@@ -37,13 +37,12 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ..mnist.load import find_ink_boxes
 from . import filters
 from .compose import ImageArray, encode_values
 from .filters import GLYPH
+from .kernels import kernels
 from .options import Augment, Range
 
-CHUNK_GLYPHS = 256  # glyphs transformed at once: the temporaries of a chunk stay in cache
 CHUNK_SAMPLES = 32  # samples blurred and noised at once, for the same reason
 
 
@@ -94,19 +93,8 @@ def transform_glyphs(
         planes = filters.elastic_planes(elastic.sigma, elastic.alpha)
 
     source = glyphs.reshape(-1, GLYPH, GLYPH)
-    out = np.zeros_like(source)
-    boxes = np.zeros((n_samples * n_slots, 4), np.int16)
-    # A few hundred glyphs at a time keep every temporary in the CPU cache (about 3x faster
-    # than whole-block arrays); each step is still vectorised over the glyphs of a chunk.
-    for start in range(0, len(slots), CHUNK_GLYPHS):
-        part = slice(start, start + CHUNK_GLYPHS)
-        chosen = source[slots[part]]
-        if change is not None:
-            chosen = filters.change_stroke_width(chosen, change[part])
-        if params.warps:
-            chosen = filters.warp_glyphs(chosen, inverse[part], shift[part], planes, offsets[part])
-        out[slots[part]] = chosen
-        boxes[slots[part]] = find_ink_boxes(chosen)
+    warp = inverse if params.warps else None
+    out, boxes = kernels(len(slots)).transform(source, slots, change, warp, shift, planes, offsets)
     return out.reshape(glyphs.shape), boxes.reshape(n_samples, n_slots, 4)
 
 
@@ -178,7 +166,8 @@ def finish_images(
     # tile count: chunks read and write neighbouring samples.
     span_tiles = -(-(last - first) // filters.BLUR_TILE)
     order = np.argsort(span_tiles, kind="stable") if blurring else np.arange(n_samples)
-    horizontal, vertical = filters.blur_bands(sigma, radius, height, gain=1 / 255)
+    # In that order, so each chunk's bands are a slice
+    horizontal, vertical = filters.blur_bands(sigma[order], radius, height, gain=1 / 255)
     out = np.empty(raw.shape, dtype)
     # Room for a blurred crop's last tile, which may reach past the right edge; a chunk is
     # finished over its whole buffer, columns past W included: one flat pass per step.
@@ -187,6 +176,7 @@ def finish_images(
     )
     for start in range(0, n_samples, CHUNK_SAMPLES):
         chosen = order[start : start + CHUNK_SAMPLES]
+        bands = slice(start, start + CHUNK_SAMPLES)
         chunk = buffer[: len(chosen)]
         values = chunk[:, :, :width]
         if blurring:
@@ -196,7 +186,7 @@ def finish_images(
                 crop = raw[chosen, :, left:right]
                 tiles = -(-(right - left) // filters.BLUR_TILE) * filters.BLUR_TILE
                 filters.apply_blur(
-                    crop, horizontal[chosen], vertical[chosen],
+                    crop, horizontal[bands], vertical[bands],
                     out=chunk[:, :, left : left + tiles],
                 )  # fmt: skip
             chunk[:, :, right:] = 0
