@@ -13,7 +13,9 @@ Prints the build rows of the performance table (issue #13), for this machine:
   dataset of the build's layout (chunks of ``--chunk`` samples, fletcher32, no compression),
   then closes and fsyncs the file as the build does. Target: 80%.
 - **gzip level 1 build, 2 workers**: against the zlib ceiling, 2 processes doing nothing but
-  ``zlib.compress(chunk, 1)`` on the stored chunks. Target: 80%.
+  ``zlib.compress(chunk, 1)`` on the stored chunks. Target: 80%. Beside it, the work such a
+  build cannot avoid: 2 processes making blocks with the engine and compressing their chunks,
+  no file, no parent (what bounds the row: the build's rate against it is its own overhead).
 - **lzf build, 2 workers**. Target: 60,000 img/s.
 - **default build**: ``seqbuilder build splits.train.count=1000000`` as a user types it (the
   console script: start-up, both splits, galleries, card), against the same build with the
@@ -184,6 +186,32 @@ def zlib_ceiling(
     return sum(rates) * chunk
 
 
+def _compose_and_compress_for(job: tuple[MnistSource, int, int, float, int]) -> float:
+    split, chunk, level, seconds, seed = job
+    rng = np.random.default_rng(seed)
+    digits = rng.integers(0, 10, (BLOCK, LENGTH))
+    lengths = np.full(BLOCK, LENGTH)
+    options = ComposeOptions()
+    samples, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        images = generate_batch(split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8)
+        for first in range(0, BLOCK, chunk):
+            zlib.compress(images.images[first : first + chunk].tobytes(), level)
+        samples += BLOCK
+    return samples / elapsed
+
+
+def work_ceiling(split: MnistSource, chunk: int, level: int, seconds: float, workers: int) -> float:
+    """``workers`` processes making blocks and compressing their chunks, no file: img/s.
+
+    The work a gzip build cannot avoid (compose the images, compress every chunk), with none
+    of what it adds (HDF5, fletcher32, hand-off, a parent, start-up).
+    """
+    jobs = [(split, chunk, level, seconds, seed) for seed in range(workers)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return sum(pool.map(_compose_and_compress_for, jobs))
+
+
 # --- builds -------------------------------------------------------------------------------------
 
 
@@ -259,6 +287,7 @@ class Results:
     naive: Best = field(default_factory=Best)
     write: Best = field(default_factory=Best)
     ceiling: Best = field(default_factory=Best)
+    work: Best = field(default_factory=Best)  # compose + zlib, no file
     builds: dict[str, tuple[Run, Run]] = field(default_factory=dict)  # the build, one block
     default: Run = field(default_factory=Run)
     previous: Run = field(default_factory=Run)
@@ -297,6 +326,7 @@ def measure(args: argparse.Namespace, folder: Path) -> Results:
         ]
     if "gzip" in args.rows:
         steps.append(lambda: results.ceiling.add(zlib_ceiling(images, chunk, 1, seconds, 2)))
+        steps.append(lambda: results.work.add(work_ceiling(split, chunk, 1, seconds, 2)))
     for name, options in BUILDS.items():
         if name in args.rows:
             whole, startup = results.builds[name]
@@ -342,13 +372,15 @@ def table(args: argparse.Namespace, results: Results) -> list[tuple[str, ...]]:
         ))  # fmt: skip
     if "gzip" in args.rows:
         whole, startup = results.builds["gzip"]
-        rate, ceiling = _rate(count, whole), results.ceiling.high
+        rate, ceiling, work = _rate(count, whole), results.ceiling.high, results.work.high
         rows.append((
             f"gzip level 1 build, 2 workers, {count:,} img",
             f"{rate:,.0f} img/s; " + _steady(count, whole, startup),
-            f"zlib ceiling (2 processes, level 1) {ceiling:,.0f} img/s",
+            f"zlib ceiling (2 processes, level 1) {ceiling:,.0f} img/s; composing and zlib, "
+            f"no file (2 processes) {work:,.0f} img/s = {work / ceiling:.0%} of the ceiling",
             ">= 80% of ceiling",
-            f"{rate / ceiling:.0%}, {_met(rate >= 0.8 * ceiling)}",
+            f"{rate / ceiling:.0%}, {_met(rate >= 0.8 * ceiling)}; "
+            f"{rate / work:.0%} of composing and zlib",
         ))  # fmt: skip
     if "lzf" in args.rows:
         whole, startup = results.builds["lzf"]
