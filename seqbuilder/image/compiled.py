@@ -12,10 +12,14 @@ cache, where numpy makes a few dozen passes over a chunk of glyphs.
 
 Importing this module imports numba (about 0.3 s); the first call loads the machine code from
 numba's cache (beside this file, or in the user's cache folder when that is read-only), or
-compiles it the first time (a few seconds).
+compiles it the first time (a few seconds, then cached). With neither folder writable, every
+process compiles it at its first call.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numba
 import numpy as np
@@ -26,7 +30,6 @@ from .filters import FRACTION, GLYPH, FloatArray
 
 ByteArray = npt.NDArray[np.uint8]
 
-_jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 _PIXELS = GLYPH * GLYPH
 _STRIDE = 32  # row stride of a padded glyph: one zero row/column before, at least two after
 # (2, 784): 0 where a pixel has no left (row 0) or right (row 1) neighbour in its glyph row
@@ -35,6 +38,20 @@ _EDGES[0, ::GLYPH] = 0
 _EDGES[1, GLYPH - 1 :: GLYPH] = 0
 NO_FIELD = np.zeros((2, 1, 1), np.int16)  # read-only, as elastic_planes: one compiled version
 NO_FIELD.flags.writeable = False
+
+
+def _jit(function: Callable[..., Any]) -> Any:
+    """Compile ``function`` lazily, cached on disk when numba finds a writable cache folder.
+
+    Without one (a read-only install and home folder), numba refuses to cache; each process
+    then compiles the loops at its first call (a few seconds) instead of failing.
+    """
+    try:
+        return numba.njit(cache=True, nogil=True, boundscheck=False)(function)
+    except RuntimeError as error:
+        if "no locator available" not in str(error):
+            raise
+        return numba.njit(nogil=True, boundscheck=False)(function)
 
 
 def transform(

@@ -101,6 +101,16 @@ def test_the_engine_makes_the_same_batch_with_either_kernels(
         np.testing.assert_array_equal(ours, theirs)
 
 
+def test_without_a_cache_folder_the_loops_compile_in_each_process() -> None:
+    namespace: dict[str, object] = {}
+    source = "def add_one(values):\n    for i in range(values.shape[0]):\n        values[i] += 1\n"
+    exec(source, namespace)  # no source file: numba finds no cache folder for it
+    add_one = compiled._jit(namespace["add_one"])
+    values = np.arange(3)
+    add_one(values)
+    assert values.tolist() == [1, 2, 3]
+
+
 def run_python(code: str, **environment: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if key != VARIABLE}
     return subprocess.run(
