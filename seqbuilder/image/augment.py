@@ -12,7 +12,9 @@ in :data:`~seqbuilder.image.options.PRESETS`). The work happens in two places of
   map per digit (the sample's slant, the digit's rotation, scale and baseline shift, about the
   glyph centre) and its elastic field, folded into a single bilinear resampling of every glyph
   of the block. So ``digit_crop="ink"`` measures gaps between the transformed strokes, and
-  negative gaps make transformed strokes touch.
+  negative gaps make transformed strokes touch. The pixel work runs in
+  :func:`~seqbuilder.image.filters.transform` (numpy) or its compiled twin, which gives the
+  same bytes (:mod:`~seqbuilder.image.kernels` chooses).
 - **Per sample, after composition** (:func:`finish_images`): Gaussian blur, then additive
   Gaussian noise, then clipping to ``[0, 1]``.
 

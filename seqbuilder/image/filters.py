@@ -8,6 +8,8 @@ matrix product is large enough for a BLAS to start threads. Numpy only; nothing 
 file, and the only random numbers not drawn from an ``rng`` argument are the elastic planes',
 from a fixed seed.
 
+- :func:`transform`: the per-digit step of augmentation (stroke width, warp, ink boxes), chunk
+  by chunk; :mod:`~seqbuilder.image.compiled` has a compiled twin giving the same bytes.
 - :func:`warp_glyphs`: one inverse mapping and bilinear sampling pass, from per-glyph affine
   maps and displacement fields, for every glyph of a block.
 - :func:`elastic_planes`: the periodic planes of Gaussian-smoothed noise that each digit's
@@ -93,9 +95,9 @@ def warp_glyphs(
 
     Output pixel ``q`` (``(x, y)`` about the glyph centre, less ``shift``) reads the source at
     ``inverse @ q + centre + field(q)``; a source position outside the glyph reads 0. The
-    linear part of every glyph's map is one matrix product; the sampling is fixed point (1/256
-    pixel, :data:`FRACTION`), so the interpolation runs in small integers, within one grey
-    level of an exact bilinear interpolation.
+    affine part is computed separably for all glyphs at once (:func:`_affine_coordinates`);
+    the sampling is fixed point (1/256 pixel, :data:`FRACTION`), so the interpolation runs in
+    small integers, within one grey level of an exact bilinear interpolation.
 
     Args:
         glyphs: ``(N, 28, 28) uint8`` source glyphs.
@@ -109,7 +111,7 @@ def warp_glyphs(
 
     Raises:
         ValueError: more than :data:`MAX_WARP_GLYPHS` glyphs at once (pixel indices are int32;
-            :func:`~seqbuilder.image.augment.transform_glyphs` passes a few hundred at a time).
+            :func:`transform` passes a few hundred at a time).
     """
     n = len(glyphs)
     if n > MAX_WARP_GLYPHS:
