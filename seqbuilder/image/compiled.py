@@ -29,6 +29,10 @@ from . import filters
 from .filters import FRACTION, GLYPH, FloatArray
 
 ByteArray = npt.NDArray[np.uint8]
+IndexArray = npt.NDArray[np.intp]
+WeightArray = npt.NDArray[np.uint16]
+FieldArray = npt.NDArray[np.int16]
+BoxArray = npt.NDArray[np.int16]
 
 _PIXELS = GLYPH * GLYPH
 _STRIDE = 32  # row stride of a padded glyph: one zero row/column before, at least two after
@@ -88,7 +92,19 @@ def transform(
 
 
 @_jit
-def _transform(source, slots, flips, weights, maps, field, offsets, warping, elastic, out, boxes):  # type: ignore[no-untyped-def]
+def _transform(
+    source: ByteArray,
+    slots: IndexArray,
+    flips: ByteArray,
+    weights: WeightArray,
+    maps: FloatArray,
+    field: FieldArray,
+    offsets: IndexArray,
+    warping: bool,
+    elastic: bool,
+    out: ByteArray,
+    boxes: BoxArray,
+) -> None:
     """Each slot's glyph in turn: stroke width, warp, ink box; scratch arrays reused."""
     thick = np.empty((GLYPH, GLYPH), np.uint8)  # a glyph after its stroke-width change
     previous = np.zeros((GLYPH + 2) * GLYPH, np.uint8)  # a zero row above and below
@@ -113,7 +129,15 @@ def _transform(source, slots, flips, weights, maps, field, offsets, warping, ela
 
 
 @_jit
-def _change_width(glyph, flip, weights, previous, current, values, out):  # type: ignore[no-untyped-def]
+def _change_width(
+    glyph: ByteArray,
+    flip: np.uint8,
+    weights: WeightArray,
+    previous: ByteArray,
+    current: ByteArray,
+    values: WeightArray,
+    out: ByteArray,
+) -> bool:
     """filters.change_stroke_width of one glyph into ``out``; False (and nothing) if no change.
 
     Grey dilation by a 3x3 cross of the glyph (or of its inverse, ``flip`` 255), blended by
@@ -145,7 +169,14 @@ def _change_width(glyph, flip, weights, previous, current, values, out):  # type
 
 
 @_jit
-def _positions(m, field, row_offset, column_offset, elastic, fixed):  # type: ignore[no-untyped-def]
+def _positions(
+    m: FloatArray,
+    field: FieldArray,
+    row_offset: int,
+    column_offset: int,
+    elastic: bool,
+    fixed: npt.NDArray[np.int32],
+) -> None:
     """filters.warp_glyphs' source positions of one glyph's pixels, ``(2, 784)`` fixed point.
 
     ``(m1 * row + m2) + m0 * column`` (+ the field), float32, as filters._affine_coordinates,
@@ -177,7 +208,13 @@ def _positions(m, field, row_offset, column_offset, elastic, fixed):  # type: ig
 
 
 @_jit
-def _sample(glyph, ink, fixed, padded, out):  # type: ignore[no-untyped-def]
+def _sample(
+    glyph: ByteArray,
+    ink: BoxArray,
+    fixed: npt.NDArray[np.int32],
+    padded: npt.NDArray[np.uint32],
+    out: ByteArray,
+) -> None:
     """filters.warp_glyphs' bilinear sampling of one glyph at its fixed-point positions.
 
     A position whose 2x2 neighbourhood lies outside the glyph's ink box reads 0 without the
@@ -213,7 +250,7 @@ def _sample(glyph, ink, fixed, padded, out):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _ink_box(image, columns, box):  # type: ignore[no-untyped-def]
+def _ink_box(image: ByteArray, columns: npt.NDArray[np.uint32], box: BoxArray) -> None:
     """find_ink_boxes of one glyph into ``box``; ``columns`` is scratch, 7 uint32.
 
     Rows are read as 7 words of 4 bytes; the words of the inked rows are OR-ed together, and
@@ -244,7 +281,7 @@ def _ink_box(image, columns, box):  # type: ignore[no-untyped-def]
 
 
 @_jit
-def _copy(glyph, out):  # type: ignore[no-untyped-def]
+def _copy(glyph: ByteArray, out: ByteArray) -> None:
     """``out[...] = glyph``, as one flat loop."""
     source, target = glyph.reshape(_PIXELS), out.reshape(_PIXELS)
     for i in range(_PIXELS):
