@@ -194,9 +194,11 @@ def _compose_and_compress_for(job: tuple[MnistSource, int, int, float, int]) -> 
     options = ComposeOptions()
     samples, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
-        images = generate_batch(split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8)
+        images = generate_batch(
+            split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8
+        ).images
         for first in range(0, BLOCK, chunk):
-            zlib.compress(images.images[first : first + chunk].tobytes(), level)
+            zlib.compress(images[first : first + chunk], level)
         samples += BLOCK
     return samples / elapsed
 

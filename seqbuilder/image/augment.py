@@ -95,8 +95,8 @@ def transform_glyphs(
         planes = filters.elastic_planes(elastic.sigma, elastic.alpha)
 
     source = glyphs.reshape(-1, GLYPH, GLYPH)
-    warp = inverse if params.warps else None
-    out, boxes = kernels(len(slots)).transform(source, slots, change, warp, shift, planes, offsets)
+    plan = filters.GlyphPlan(change, inverse if params.warps else None, shift, planes, offsets)
+    out, boxes = kernels(len(slots)).transform(source, slots, plan)
     return out.reshape(glyphs.shape), boxes.reshape(n_samples, n_slots, 4)
 
 

@@ -59,15 +59,10 @@ def _jit(function: Callable[..., Any]) -> Any:
 
 
 def transform(
-    source: ByteArray,
-    slots: npt.NDArray[np.intp],
-    change: FloatArray | None,
-    inverse: FloatArray | None,
-    shift: FloatArray,
-    field: npt.NDArray[np.int16] | None,
-    offsets: npt.NDArray[np.intp],
-) -> tuple[ByteArray, npt.NDArray[np.int16]]:
+    source: ByteArray, slots: IndexArray, plan: filters.GlyphPlan
+) -> tuple[ByteArray, BoxArray]:
     """:func:`seqbuilder.image.filters.transform`, compiled: the same arguments and bytes."""
+    change, inverse, shift, field, offsets = plan
     n = len(slots)
     if change is None:
         flips, weights = np.zeros(n, np.uint8), np.zeros((n, 0), np.uint16)

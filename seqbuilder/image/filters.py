@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from statistics import NormalDist
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -42,14 +43,21 @@ BLUR_TILE = 16  # columns per matrix product of the horizontal blur
 _NOISE_LEVELS = 1 << 16  # quantiles of the noise table: one uint16 draw per pixel
 
 
+class GlyphPlan(NamedTuple):
+    """What the per-digit step does to the ``N`` glyphs of a block that hold a digit."""
+
+    change: FloatArray | None  # (N,) stroke-width changes (change_stroke_width), or None
+    inverse: FloatArray | None  # (N, 2, 2) inverse linear maps (warp_glyphs), or None: no warp
+    shift: FloatArray  # (N, 2) (x, y) translations, output pixels
+    field: npt.NDArray[np.int16] | None  # elastic_planes' planes, or None: no elastic field
+    offsets: npt.NDArray[np.intp]  # (N, 2) each glyph's window in the planes
+
+
+CHUNK_GLYPHS = 256  # glyphs transform() handles at once
+
+
 def transform(
-    source: ByteArray,
-    slots: npt.NDArray[np.intp],
-    change: FloatArray | None,
-    inverse: FloatArray | None,
-    shift: FloatArray,
-    field: npt.NDArray[np.int16] | None,
-    offsets: npt.NDArray[np.intp],
+    source: ByteArray, slots: npt.NDArray[np.intp], plan: GlyphPlan
 ) -> tuple[ByteArray, npt.NDArray[np.int16]]:
     """Change the stroke width of the glyphs at ``slots``, warp them, and find their ink boxes.
 
@@ -59,14 +67,13 @@ def transform(
     Args:
         source: ``(M, 28, 28) uint8`` every glyph slot of a block.
         slots: ``(N,)`` the slots that hold a digit; the others come out blank.
-        change: ``(N,)`` stroke-width changes (:func:`change_stroke_width`), or None.
-        inverse: ``(N, 2, 2)`` inverse linear maps (:func:`warp_glyphs`), or None: no warp.
-        shift, field, offsets: the rest of :func:`warp_glyphs`' arguments, ``(N, ...)``.
+        plan: what to do to each of the ``N`` glyphs.
 
     Returns:
         ``(glyphs, boxes)``: ``(M, 28, 28) uint8`` and ``(M, 4) int16`` ``x0, y0, x1, y1`` of
         each glyph's ink (``0, 0, 0, 0`` where none is, and for the slots not chosen).
     """
+    change, inverse, shift, field, offsets = plan
     out = np.zeros_like(source)
     boxes = np.zeros((len(source), 4), np.int16)
     for start in range(0, len(slots), CHUNK_GLYPHS):
@@ -79,9 +86,6 @@ def transform(
         out[slots[part]] = chosen
         boxes[slots[part]] = find_ink_boxes(chosen)
     return out, boxes
-
-
-CHUNK_GLYPHS = 256  # glyphs transform() handles at once
 
 
 def warp_glyphs(

@@ -28,7 +28,10 @@ from . import filters
 VARIABLE = "SEQBUILDER_KERNELS"
 CHOICES = ("auto", "numba", "numpy")
 WORTH_LOADING = 256  # glyphs: under auto, fewer keep to numpy until the compiled code is loaded
-Transform = Callable[..., tuple[npt.NDArray[np.uint8], npt.NDArray[np.int16]]]
+Transform = Callable[
+    [npt.NDArray[np.uint8], npt.NDArray[np.intp], filters.GlyphPlan],
+    tuple[npt.NDArray[np.uint8], npt.NDArray[np.int16]],
+]
 
 
 class Kernels(NamedTuple):
@@ -81,9 +84,11 @@ def _compiled() -> Kernels:
     """
     from . import compiled
 
-    glyphs = np.zeros((1, filters.GLYPH, filters.GLYPH), np.uint8)
-    slots, one = np.zeros(1, np.intp), np.ones(1, np.float32)
+    glyphs, slots = np.zeros((1, filters.GLYPH, filters.GLYPH), np.uint8), np.zeros(1, np.intp)
     inverse, shift = np.eye(2, dtype=np.float32)[None], np.zeros((1, 2), np.float32)
     for field in (None, compiled.NO_FIELD):
-        compiled.transform(glyphs, slots, one, inverse, shift, field, np.zeros((1, 2), np.intp))
+        plan = filters.GlyphPlan(
+            np.ones(1, np.float32), inverse, shift, field, np.zeros((1, 2), np.intp)
+        )
+        compiled.transform(glyphs, slots, plan)
     return Kernels("numba", compiled.transform)

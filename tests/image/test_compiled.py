@@ -65,17 +65,15 @@ def test_the_compiled_transform_gives_numpys_bytes_and_boxes(
 ) -> None:
     case = random_case(train, seed)
     sigma, alpha = [(4.0, 30.0), (1.0, 8.0), (8.0, 200.0)][seed % 3]
-    arguments = (
-        case["source"],
-        case["slots"],
+    plan = filters.GlyphPlan(
         case["change"] if stroke else None,
         None if warp == "none" else case["inverse"],
         case["shift"],
         filters.elastic_planes(sigma, alpha) if warp == "elastic" else None,
         case["offsets"],
     )
-    glyphs, boxes = compiled.transform(*arguments)
-    expected_glyphs, expected_boxes = filters.transform(*arguments)
+    glyphs, boxes = compiled.transform(case["source"], case["slots"], plan)
+    expected_glyphs, expected_boxes = filters.transform(case["source"], case["slots"], plan)
     np.testing.assert_array_equal(glyphs, expected_glyphs)
     np.testing.assert_array_equal(boxes, expected_boxes)
     assert glyphs[case["slots"]].any()  # not vacuous: ink came through
