@@ -1,6 +1,6 @@
 """Measure the dataset build against its baselines, every baseline measured in the same run.
 
-Run from the repository root (about four minutes on an idle 2-core machine)::
+Run from the repository root (about five minutes on an idle 2-core machine)::
 
     SEQBUILDER_DATA=../shared/mnist python benchmarks/bench_build.py
 
@@ -26,8 +26,9 @@ The first three build five-digit sequences of width 200, uint8 (the engine's tas
 the whole command's (start-up included); the steady rate beside them leaves out the fixed cost
 of a one-block build of the same command (start-up, MNIST, the last fsync). Peak memory is the
 proportional set size (PSS) summed over the build process and its workers, sampled every 50 ms
-from /proc. ``--repeat N`` runs every measure N times, interleaved, and keeps the best of each:
-on a shared machine noise only ever slows a run down.
+from /proc in one more run of each build, never in a timed one: the sampling itself costs a build
+about 8% of its time. ``--repeat N`` runs every measure N times, interleaved, and keeps the best
+of each: on a shared machine noise only ever slows a run down.
 
 Nothing here asserts on timing: the numbers are for reading.
 """
@@ -249,8 +250,14 @@ def _command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "seqbuilder"]
 
 
-def build(overrides: list[str], out: Path, run: Run) -> None:
-    """Run ``seqbuilder build OVERRIDES`` into ``out``; add its time, peak and size to ``run``."""
+def build(overrides: list[str], out: Path, run: Run, *, memory: bool = False) -> None:
+    """Run ``seqbuilder build OVERRIDES`` into ``out``; add its time and size to ``run``.
+
+    With ``memory``, sample the build's memory instead and add its peak to ``run``, but not
+    its time: reading ``/proc/PID/smaps_rollup`` walks the page tables of each process under
+    its memory lock, and every 50 ms that cost the gzip build about 8% of its wall time (20.0
+    against 18.7 s), time the baselines beside it never paid.
+    """
     command = [*_command(), "build", f"hydra.run.dir={out}", *overrides]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -264,16 +271,20 @@ def build(overrides: list[str], out: Path, run: Run) -> None:
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample)
-    sampler.start()
+    if memory:
+        sampler.start()
     _, errors = process.communicate()
     elapsed = time.perf_counter() - start
     done.set()
-    sampler.join()
+    if memory:
+        sampler.join()
     if process.returncode:
         tail = errors.decode(errors="replace")[-2000:]
         raise SystemExit(f"build failed ({process.returncode}): {' '.join(command)}\n{tail}")
-    run.seconds.add(elapsed)
-    run.peak.add(peak)
+    if memory:
+        run.peak.add(peak)
+    else:
+        run.seconds.add(elapsed)
     run.size = sum(path.stat().st_size for path in out.glob("*.h5"))
     shutil.rmtree(out)
 
@@ -340,6 +351,12 @@ def measure(args: argparse.Namespace, folder: Path) -> Results:
     for _ in range(args.repeat):
         for step in steps:
             step()
+    # Peak memory, each in a run of its own (sampling it slows a build; see build()).
+    for name, options in BUILDS.items():
+        if name in args.rows:
+            build([*task, *options], out, results.builds[name][0], memory=True)
+    if "default" in args.rows:
+        build(default_build, out, results.default, memory=True)
     return results
 
 
