@@ -250,6 +250,27 @@ def _command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "seqbuilder"]
 
 
+class PeakMemory:
+    """Sample the PSS of process ``pid`` and its descendants every 50 ms, from a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, _tree_pss(self.pid))
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        """Stop sampling; return the peak in bytes."""
+        self._done.set()
+        self._thread.join()
+        return self.peak
+
+
 def build(overrides: list[str], out: Path, run: Run, *, memory: bool = False) -> None:
     """Run ``seqbuilder build OVERRIDES`` into ``out``; add its time and size to ``run``.
 
@@ -261,30 +282,17 @@ def build(overrides: list[str], out: Path, run: Run, *, memory: bool = False) ->
     command = [*_command(), "build", f"hydra.run.dir={out}", *overrides]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _tree_pss(process.pid))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample)
-    if memory:
-        sampler.start()
-    _, errors = process.communicate()
+    sampler = PeakMemory(process.pid) if memory else None
+    _, errors = process.communicate()  # drains the progress bars, so the pipe never fills
     elapsed = time.perf_counter() - start
-    done.set()
-    if memory:
-        sampler.join()
+    peak = None if sampler is None else sampler.stop()
     if process.returncode:
         tail = errors.decode(errors="replace")[-2000:]
         raise SystemExit(f"build failed ({process.returncode}): {' '.join(command)}\n{tail}")
-    if memory:
-        run.peak.add(peak)
-    else:
+    if peak is None:
         run.seconds.add(elapsed)
+    else:
+        run.peak.add(peak)
     run.size = sum(path.stat().st_size for path in out.glob("*.h5"))
     shutil.rmtree(out)
 
