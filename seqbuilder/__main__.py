@@ -1,5 +1,6 @@
 """``python -m seqbuilder``: the same as the ``seqbuilder`` command."""
 
+import gc
 import signal
 
 from .cli import main
@@ -7,4 +8,5 @@ from .cli import main
 status = main()
 # The command is over: hold stop signals while Python shuts down (see _seqbuilder_launcher).
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+gc.freeze()  # and leave what is still alive to the OS, as the launcher does
 raise SystemExit(status)

@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ..errors import OutputError, UsageError
 from ..image.kernels import kernels
@@ -78,10 +78,15 @@ def compose_config(overrides: Sequence[str] = ()) -> tuple[BuildConfig, DictConf
         hydra.errors.HydraException, omegaconf.errors.OmegaConfBaseException: an unknown key,
             group option or a value of the wrong type.
     """
+    cfg = _compose(overrides, with_hydra=False)
+    return to_build_config(cfg), cfg
+
+
+def _compose(overrides: Sequence[str], *, with_hydra: bool) -> DictConfig:
+    """``conf/`` composed with ``overrides``; ``with_hydra`` keeps the ``hydra`` node."""
     register_configs()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        cfg = compose(CONFIG_NAME, overrides=list(overrides))
-    return to_build_config(cfg), cfg
+        return compose(CONFIG_NAME, overrides=list(overrides), return_hydra_config=with_hydra)
 
 
 def to_build_config(cfg: DictConfig) -> BuildConfig:
@@ -108,10 +113,17 @@ def preflight(argv: Sequence[str]) -> None:
     args = _parser().parse_args(list(argv))
     if any(getattr(args, name) for name in _HANDS_OFF):
         return
-    overrides = [item for item in args.overrides if not item.lstrip("+~").startswith("hydra")]
+    hydra_overrides = [item for item in args.overrides if _is_hydra(item)]
+    overrides = [item for item in args.overrides if not _is_hydra(item)]
+    key = "hydra.sweep.dir" if args.multirun else "hydra.run.dir"
     for job in expand_sweep(overrides) if args.multirun else [overrides]:
-        config, _ = compose_config(job)
-        _check_output_parent(args.overrides, multirun=args.multirun)
+        # One composition per job gives both the job's config and its run directory.
+        cfg = _compose([*job, *hydra_overrides], with_hydra=True)
+        run_dir = Path(str(OmegaConf.select(cfg, key)))
+        with read_write(cfg), open_dict(cfg):
+            del cfg["hydra"]
+        config = to_build_config(cfg)
+        _check_output_parent(key, run_dir)
         reach("preflight")
         check()
         recipe = make_recipe(config)
@@ -122,16 +134,16 @@ def preflight(argv: Sequence[str]) -> None:
             kernels()  # checks $SEQBUILDER_KERNELS; loads the compiled ones before any worker
 
 
-def _check_output_parent(overrides: Sequence[str], *, multirun: bool) -> None:
+def _is_hydra(override: str) -> bool:
+    return override.lstrip("+~").startswith("hydra")
+
+
+def _check_output_parent(key: str, run_dir: Path) -> None:
     """Refuse a run directory that cannot be created (below a file, in a read-only place).
 
-    Hydra creates it before the build starts, so its failure would come as Hydra's traceback.
+    ``key`` names its setting. Hydra creates it before the build starts, so its failure would
+    come as Hydra's traceback.
     """
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        hydra_overrides = [item for item in overrides if item.lstrip("+~").startswith("hydra")]
-        cfg = compose(CONFIG_NAME, overrides=hydra_overrides, return_hydra_config=True)
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    run_dir = Path(str(OmegaConf.select(cfg, key)))
     existing = next(parent for parent in (run_dir, *run_dir.parents) if parent.exists())
     if not existing.is_dir():
         raise OutputError(f"{key}={run_dir} cannot be created: {existing} is not a directory")
