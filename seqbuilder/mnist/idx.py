@@ -28,7 +28,7 @@ import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -54,10 +54,34 @@ _TYPE_NAMES = {
     0x0E: "float64",
 }
 
+
+def _open_gzip(path: str) -> io.BufferedIOBase:
+    """Open a gzip file for reading, with ISA-L when it is installed (the ``fast`` extra).
+
+    ISA-L decompresses MNIST's training images in about half of zlib's time.
+    """
+    try:
+        from isal import igzip
+    except ImportError:
+        return gzip.GzipFile(path, "rb")
+    open_isal: Callable[[str, str], io.BufferedIOBase] = igzip.GzipFile  # untyped in isal
+    return open_isal(path, "rb")
+
+
+def _gzip_errors() -> tuple[type[Exception], ...]:
+    """The exceptions a corrupt gzip stream raises, from either decompressor."""
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return (gzip.BadGzipFile, zlib.error, EOFError)
+    isal_error = cast(type[Exception], isal_zlib.error)  # its stubs call it an instance
+    return (gzip.BadGzipFile, zlib.error, EOFError, isal_error)
+
+
 # Suffix -> how to open the file for binary reading; anything else is read as raw IDX.
 # Both are closed by the caller's `with`.
 _OPENERS: dict[str, Callable[[str], io.BufferedIOBase]] = {
-    ".gz": lambda path: gzip.GzipFile(path, "rb"),
+    ".gz": _open_gzip,
     "": lambda path: open(path, "rb"),  # noqa: SIM115
 }
 
@@ -192,6 +216,6 @@ def read_idx(path: str | os.PathLike[str]) -> npt.NDArray[Any]:
             header = _parse_header(head, name)
             # One byte more than declared is enough to tell "trailing bytes" apart.
             payload = _read_exactly_or_less(stream, header.payload_bytes + 1)
-        except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
+        except _gzip_errors() as exc:
             raise IdxFormatError(f"{name}: corrupt gzip stream: {exc}") from exc
     return _to_array(payload, header, name, exact=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import re
 import struct
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -12,10 +13,29 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from isal import igzip
 
 from seqbuilder.errors import IdxFormatError
+from seqbuilder.mnist import idx
 from seqbuilder.mnist.idx import DTYPES, parse_idx, read_idx
 from tests.support.idx_files import idx_bytes, write_idx
+
+
+@pytest.fixture(params=["isal", "zlib"])
+def gunzip(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Read .gz files with ISA-L (a test dependency, as in the ``fast`` extra) or zlib.
+
+    For ``zlib``, ISA-L is hidden, as on an install without the ``fast`` extra.
+    """
+    if request.param == "zlib":
+        monkeypatch.setitem(sys.modules, "isal", None)  # import isal now fails
+    return str(request.param)
+
+
+def test_gzip_files_are_read_with_isal_when_it_is_installed(tmp_path: Path, gunzip: str) -> None:
+    path = write_idx(tmp_path / "x-idx.gz", np.arange(4, dtype=np.uint8))
+    with idx._open_gzip(str(path)) as stream:
+        assert type(stream) is (igzip.GzipFile if gunzip == "isal" else gzip.GzipFile)
 
 
 def _header(magic: int, *dims: int) -> bytes:
@@ -83,6 +103,7 @@ def test_parse_idx_round_trips_every_type_in_native_order(array: np.ndarray) -> 
     np.testing.assert_array_equal(parsed, array)
 
 
+@pytest.mark.usefixtures("gunzip")
 @pytest.mark.parametrize("suffix", [pytest.param("", id="raw"), pytest.param(".gz", id="gz")])
 @pytest.mark.parametrize("array", ARRAYS)
 def test_read_idx_reads_raw_and_gzip_files(tmp_path: Path, array: np.ndarray, suffix: str) -> None:
@@ -101,6 +122,7 @@ def test_parse_idx_rejects_malformed_data_naming_it(data: bytes, message: str) -
         parse_idx(data, "labels-file")
 
 
+@pytest.mark.usefixtures("gunzip")
 @pytest.mark.parametrize("suffix", [pytest.param("", id="raw"), pytest.param(".gz", id="gz")])
 @pytest.mark.parametrize(("data", "message"), MALFORMED)
 def test_read_idx_rejects_malformed_files_naming_them(
@@ -129,6 +151,7 @@ CORRUPT_GZIP = [
 ]
 
 
+@pytest.mark.usefixtures("gunzip")
 @pytest.mark.parametrize(("data", "reason"), CORRUPT_GZIP)
 def test_read_idx_turns_corrupt_gzip_into_idx_format_error(
     tmp_path: Path, data: bytes, reason: str
@@ -162,6 +185,7 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.usefixtures("gunzip")
 @pytest.mark.parametrize(("header", "size", "message"), HOSTILE)
 def test_read_idx_never_allocates_more_than_the_file_holds(
     tmp_path: Path, header: bytes, size: int, message: str
