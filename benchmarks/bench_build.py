@@ -16,6 +16,8 @@ Prints the build rows of the performance table (issue #13), for this machine:
   ``zlib.compress(chunk, 1)`` on the stored chunks. Target: 80%. Beside it, the work such a
   build cannot avoid: 2 processes making blocks with the engine and compressing their chunks,
   no file, no parent (what bounds the row: the build's rate against it is its own overhead).
+  Below the table, the row's bound: the build's CPU time per image (all its processes, from
+  ``getrusage``) against zlib's in the ceiling, which caps its share of the ceiling.
 - **lzf build, 2 workers**. Target: 60,000 img/s.
 - **default build**: ``seqbuilder build splits.train.count=1000000`` as a user types it (the
   console script: start-up, both splits, galleries, card), against the same build with the
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -93,6 +96,7 @@ class Run:
     """One ``seqbuilder build`` command: its wall times, peak memory and file size."""
 
     seconds: Best = field(default_factory=Best)
+    cpu: Best = field(default_factory=Best)  # CPU seconds of the command and its workers
     peak: Best = field(default_factory=Best)
     size: int = 0
 
@@ -167,24 +171,29 @@ def plain_write_rate(images: npt.NDArray[np.uint8], count: int, chunk: int, fold
     return rate
 
 
-def _compress_for(job: tuple[list[bytes], int, float]) -> float:
+def _compress_for(job: tuple[list[bytes], int, float]) -> tuple[float, float]:
+    """Compress ``chunks`` over and over for ``seconds``: (chunks/s, CPU seconds per chunk)."""
     chunks, level, seconds = job
-    samples, start = 0, time.perf_counter()
+    samples, start, cpu = 0, time.perf_counter(), time.process_time()
     while (elapsed := time.perf_counter() - start) < seconds:
         for data in chunks:
             zlib.compress(data, level)
         samples += len(chunks)
-    return samples / elapsed
+    return samples / elapsed, (time.process_time() - cpu) / samples
 
 
 def zlib_ceiling(
     images: npt.NDArray[np.uint8], chunk: int, level: int, seconds: float, workers: int
-) -> float:
-    """``workers`` processes doing nothing but ``zlib.compress(chunk, level)``: summed img/s."""
+) -> tuple[float, float]:
+    """``workers`` processes doing nothing but ``zlib.compress(chunk, level)``.
+
+    Returns their summed img/s and zlib's CPU seconds per image.
+    """
     chunks = [images[i : i + chunk].tobytes() for i in range(0, len(images), chunk)]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        rates = pool.map(_compress_for, [(chunks, level, seconds)] * workers)
-    return sum(rates) * chunk
+        results = pool.map(_compress_for, [(chunks, level, seconds)] * workers)
+    rates, costs = zip(*results, strict=True)
+    return sum(rates) * chunk, sum(costs) / len(costs) / chunk
 
 
 def _compose_and_compress_for(job: tuple[MnistSource, int, int, float, int]) -> float:
@@ -280,17 +289,22 @@ def build(overrides: list[str], out: Path, run: Run, *, memory: bool = False) ->
     against 18.7 s), time the baselines beside it never paid.
     """
     command = [*_command(), "build", f"hydra.run.dir={out}", *overrides]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     sampler = PeakMemory(process.pid) if memory else None
     _, errors = process.communicate()  # drains the progress bars, so the pipe never fills
     elapsed = time.perf_counter() - start
+    # The build's workers are its children, reaped by it: their CPU time is counted here too.
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     peak = None if sampler is None else sampler.stop()
     if process.returncode:
         tail = errors.decode(errors="replace")[-2000:]
         raise SystemExit(f"build failed ({process.returncode}): {' '.join(command)}\n{tail}")
     if peak is None:
         run.seconds.add(elapsed)
+        run.cpu.add(cpu)
     else:
         run.peak.add(peak)
     run.size = sum(path.stat().st_size for path in out.glob("*.h5"))
@@ -308,6 +322,7 @@ class Results:
     naive: Best = field(default_factory=Best)
     write: Best = field(default_factory=Best)
     ceiling: Best = field(default_factory=Best)
+    zlib_cpu: Best = field(default_factory=Best)  # zlib's CPU seconds per image in the ceiling
     work: Best = field(default_factory=Best)  # compose + zlib, no file
     builds: dict[str, tuple[Run, Run]] = field(default_factory=dict)  # the build, one block
     default: Run = field(default_factory=Run)
@@ -325,6 +340,36 @@ BUILDS = {
     ],
     "lzf": ["workers=2", "storage.compression=lzf"],
 }
+
+
+def _add_ceiling(results: Results, measured: tuple[float, float]) -> None:
+    rate, cpu_per_image = measured
+    results.ceiling.add(rate)
+    results.zlib_cpu.add(cpu_per_image)
+
+
+def cpu_bound(count: int, results: Results) -> str:
+    """The most of the ceiling the gzip build's own CPU cost allows.
+
+    The ceiling's processes spend all their CPU on zlib; the build spends the same zlib time
+    plus everything else it does, in all its processes. With the same CPU at hand (two cores,
+    however much of them the machine's other load leaves) and both cores busy all the time,
+    its rate is at most the ceiling's times ``zlib / build`` CPU per image.
+    """
+    whole, _ = results.builds["gzip"]
+    build_us = whole.cpu.low / count * 1e6
+    zlib_us = results.zlib_cpu.low * 1e6
+    # The share of their cores each had: less than all of it when the machine's other load
+    # took some, which the wall-clock ratio in the table mixes in.
+    ceiling_busy = results.zlib_cpu.low * results.ceiling.high / 2
+    build_busy = whole.cpu.low / (2 * whole.seconds.low)
+    return (
+        f"gzip row's bound: the build spends {build_us:.1f} us of CPU per image (all its "
+        f"processes, start-up included), zlib {zlib_us:.1f} of them in the ceiling, so with the "
+        f"same CPU it reaches at most {zlib_us / build_us:.0%} of the ceiling; 80% needs it "
+        f"under {zlib_us / 0.8:.1f} us per image, {build_us - zlib_us / 0.8:.1f} less. (The "
+        f"ceiling's processes had {ceiling_busy:.0%} of their cores, the build {build_busy:.0%}.)"
+    )
 
 
 def measure(args: argparse.Namespace, folder: Path) -> Results:
@@ -346,7 +391,7 @@ def measure(args: argparse.Namespace, folder: Path) -> Results:
             lambda: results.write.add(plain_write_rate(images, count, chunk, folder)),
         ]
     if "gzip" in args.rows:
-        steps.append(lambda: results.ceiling.add(zlib_ceiling(images, chunk, 1, seconds, 2)))
+        steps.append(lambda: _add_ceiling(results, zlib_ceiling(images, chunk, 1, seconds, 2)))
         steps.append(lambda: results.work.add(work_ceiling(split, chunk, 1, seconds, 2)))
     for name, options in BUILDS.items():
         if name in args.rows:
@@ -461,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     for row in table(args, results):
         print("| " + " | ".join(row) + " |")
+    if "gzip" in args.rows:
+        print(cpu_bound(args.count, results))
     peaks = [(name, whole.peak.high) for name, (whole, _) in results.builds.items()]
     peaks.append(("default", results.default.peak.high))
     print(
