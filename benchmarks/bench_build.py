@@ -38,6 +38,7 @@ Nothing here asserts on timing: the numbers are for reading.
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
 import resource
@@ -208,7 +209,7 @@ def _compose_and_compress_for(job: tuple[MnistSource, int, int, float, int]) -> 
             split, digits, lengths, SPACING, WIDTH, options, rng, np.uint8
         ).images
         for first in range(0, BLOCK, chunk):
-            zlib.compress(images[first : first + chunk], level)
+            zlib.compress(images[first : first + chunk].data, level)
         samples += BLOCK
     return samples / elapsed
 
@@ -396,8 +397,8 @@ def measure(args: argparse.Namespace, folder: Path) -> Results:
     for name, options in BUILDS.items():
         if name in args.rows:
             whole, startup = results.builds[name]
-            steps.append(lambda o=options, r=whole: build([*task, *o], out, r))
-            steps.append(lambda o=options, r=startup: build([*one_block, *o], out, r))
+            steps.append(functools.partial(build, [*task, *options], out, whole))
+            steps.append(functools.partial(build, [*one_block, *options], out, startup))
     if "default" in args.rows:
         steps.append(lambda: build(default_build, out, results.default))
         steps.append(lambda: build([*default_build, *PREVIOUS_DEFAULTS], out, results.previous))
@@ -428,7 +429,8 @@ def _met(ok: bool) -> str:
 
 def table(args: argparse.Namespace, results: Results) -> list[tuple[str, ...]]:
     """The rows of the printed table, for the measured ``args.rows``."""
-    count, rows = args.count, []
+    count = args.count
+    rows: list[tuple[str, ...]] = []
     if "uncompressed" in args.rows:
         whole, startup = results.builds["uncompressed"]
         engine, write = results.engine.high, results.write.high

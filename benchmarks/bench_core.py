@@ -40,6 +40,7 @@ import resource  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
@@ -66,7 +67,7 @@ def naive_sequence(
     image_width: int,
     seed: int,
     images: npt.NDArray[np.uint8],
-    by_label: list[npt.NDArray[np.intp]],
+    by_label: Sequence[npt.NDArray[np.integer[Any]]],
 ) -> npt.NDArray[np.float32]:
     """Compose one image the straightforward way: a loop over digits, hstack, pad, scale.
 
@@ -92,7 +93,7 @@ def naive_sequence(
     strip = np.hstack(parts)
     free = image_width - strip.shape[1]
     padded = np.pad(strip, ((0, 0), (free // 2, free - free // 2)))
-    return padded.astype(np.float32) / 255
+    return np.divide(padded, 255, dtype=np.float32)
 
 
 class PeerSequence:
@@ -253,10 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
         f"{os.getloadavg()[0]:.1f}, best of {args.repeats} x {args.seconds:g} s, cases in turn"
     )
-    call = f"generate_numbers_sequence({DIGITS}, {SPACING}, {WIDTH}, seed=i)"
+    signature = f"generate_numbers_sequence({DIGITS}, {SPACING}, {WIDTH}, seed=i)"
     rows = [
-        (call, rates["ours"], "ours"),
-        (f"  {call[:-1]}, fit='scale')", rates["ours scale"], "ours scale"),
+        (signature, rates["ours"], "ours"),
+        (f"  {signature[:-1]}, fit='scale')", rates["ours scale"], "ours scale"),
         ("  before: default_rng(i) + generate_batch of one (pad)", rates["engine"], "engine"),
         ("  before: the same, fit='scale'", rates["engine scale"], "engine scale"),
         ("peer: esh-b/image-sequence-generator, re-implemented", rates["peer"], "peer"),

@@ -50,6 +50,7 @@ import numpy as np
 from seqbuilder import ChunkShuffle, SequenceDataset, SequenceStream, share_batch
 from seqbuilder.build.plan import make_block, make_recipe, split_plans
 from seqbuilder.build.preflight import compose_config
+from seqbuilder.store.reader import Indices
 
 BATCH = 256
 BUFFERS = (1, 4, 16, 64, 256)
@@ -94,7 +95,7 @@ def read_rows(path: Path, seconds: float, repeats: int) -> dict[str, float]:
             dataset[index]
             yield 1
 
-    def batches(orders: Callable[[int], Iterable[Sequence[int]]]) -> Callable[[], Iterator[int]]:
+    def batches(orders: Callable[[int], Iterable[Indices]]) -> Callable[[], Iterator[int]]:
         epoch = iter(range(1_000_000))
 
         def run() -> Iterator[int]:
@@ -103,7 +104,7 @@ def read_rows(path: Path, seconds: float, repeats: int) -> dict[str, float]:
 
         return run
 
-    def full(epoch: int) -> Iterator[Sequence[int]]:
+    def full(epoch: int) -> Iterator[Indices]:
         order = np.random.default_rng(epoch).permutation(len(dataset))
         return (order[start : start + BATCH] for start in range(0, len(order), BATCH))
 
