@@ -9,7 +9,6 @@ Nothing has been written at that point, so there is nothing to clean up.
 
 from __future__ import annotations
 
-import gc
 import os
 import shlex
 import signal
@@ -26,15 +25,10 @@ def main() -> int:
         signal.signal(signum, _stop_while_starting)
     _pause_for_tests()
     from seqbuilder.cli import main as cli_main
+    from seqbuilder.cli import prepare_exit
 
     status = cli_main()
-    # The command is over. Python restores the default handlers while it shuts down, where a
-    # SIGTERM would kill the process without a word: hold stop signals until it has exited.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    # Leave the objects still alive (Hydra's, numpy's, a build's) to the operating system:
-    # Python's last garbage collection skips frozen objects, which saves about 0.1 s on the
-    # way out of a build. Exit handlers still run; every file is closed by now.
-    gc.freeze()
+    prepare_exit()  # stop signals held and live objects left to the OS until the exit
     return status
 
 

@@ -98,6 +98,7 @@ class Run:
 
     seconds: Best = field(default_factory=Best)
     cpu: Best = field(default_factory=Best)  # CPU seconds of the command and its workers
+    busy: Best = field(default_factory=Best)  # that CPU time's share of all cores' wall time
     peak: Best = field(default_factory=Best)
     size: int = 0
 
@@ -306,6 +307,7 @@ def build(overrides: list[str], out: Path, run: Run, *, memory: bool = False) ->
     if peak is None:
         run.seconds.add(elapsed)
         run.cpu.add(cpu)
+        run.busy.add(cpu / (elapsed * (os.cpu_count() or 1)))
     else:
         run.peak.add(peak)
     run.size = sum(path.stat().st_size for path in out.glob("*.h5"))
@@ -324,6 +326,7 @@ class Results:
     write: Best = field(default_factory=Best)
     ceiling: Best = field(default_factory=Best)
     zlib_cpu: Best = field(default_factory=Best)  # zlib's CPU seconds per image in the ceiling
+    ceiling_busy: Best = field(default_factory=Best)  # the share of its cores the ceiling had
     work: Best = field(default_factory=Best)  # compose + zlib, no file
     builds: dict[str, tuple[Run, Run]] = field(default_factory=dict)  # the build, one block
     default: Run = field(default_factory=Run)
@@ -347,6 +350,7 @@ def _add_ceiling(results: Results, measured: tuple[float, float]) -> None:
     rate, cpu_per_image = measured
     results.ceiling.add(rate)
     results.zlib_cpu.add(cpu_per_image)
+    results.ceiling_busy.add(cpu_per_image * rate / 2)  # 2 processes, each on a core
 
 
 def cpu_bound(count: int, results: Results) -> str:
@@ -355,21 +359,20 @@ def cpu_bound(count: int, results: Results) -> str:
     The ceiling's processes spend all their CPU on zlib; the build spends the same zlib time
     plus everything else it does, in all its processes. With the same CPU at hand (two cores,
     however much of them the machine's other load leaves) and both cores busy all the time,
-    its rate is at most the ceiling's times ``zlib / build`` CPU per image.
+    its rate is at most the ceiling's times ``zlib / build`` CPU per image. Beside it, the most
+    of its cores each side had in a run: less than all when the machine's other load
+    took some, which the table's wall-clock ratio mixes in.
     """
     whole, _ = results.builds["gzip"]
     build_us = whole.cpu.low / count * 1e6
     zlib_us = results.zlib_cpu.low * 1e6
-    # The share of their cores each had: less than all of it when the machine's other load
-    # took some, which the wall-clock ratio in the table mixes in.
-    ceiling_busy = results.zlib_cpu.low * results.ceiling.high / 2
-    build_busy = whole.cpu.low / (2 * whole.seconds.low)
     return (
         f"gzip row's bound: the build spends {build_us:.1f} us of CPU per image (all its "
         f"processes, start-up included), zlib {zlib_us:.1f} of them in the ceiling, so with the "
         f"same CPU it reaches at most {zlib_us / build_us:.0%} of the ceiling; 80% needs it "
         f"under {zlib_us / 0.8:.1f} us per image, {build_us - zlib_us / 0.8:.1f} less. (The "
-        f"ceiling's processes had {ceiling_busy:.0%} of their cores, the build {build_busy:.0%}.)"
+        f"ceiling's processes had {results.ceiling_busy.high:.0%} of their cores, the build "
+        f"{whole.busy.high:.0%}.)"
     )
 
 

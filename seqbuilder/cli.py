@@ -8,8 +8,10 @@ single ``seqbuilder: error: ...`` line on stderr.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,6 +44,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     with stop_signals():
         exit_status = _run(args)
         return exit_status
+
+
+def prepare_exit() -> None:
+    """Get a process that ran :func:`main` ready to exit: call it from its entry point.
+
+    Python restores the default signal handlers while it shuts down, where a SIGTERM would kill
+    the process without a word: stop signals are held until it has exited. The objects still
+    alive (Hydra's, numpy's, a build's) are frozen, so Python's last garbage collection skips
+    them and the OS frees them, about 0.1 s sooner after a build. Exit handlers still run, and
+    every file is closed by now. Not for a process that goes on (tests call :func:`main`).
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    gc.freeze()
 
 
 def _run(args: list[str]) -> int:

@@ -55,33 +55,33 @@ _TYPE_NAMES = {
 }
 
 
-def _open_gzip(path: str) -> io.BufferedIOBase:
-    """Open a gzip file for reading, with ISA-L when it is installed (the ``fast`` extra).
+class _GzipReader(NamedTuple):
+    """How to open a gzip file for reading, and what its corrupt streams raise."""
+
+    open: Callable[[str, str], io.BufferedIOBase]
+    errors: tuple[type[Exception], ...]
+
+
+_ZLIB_ERRORS: tuple[type[Exception], ...] = (gzip.BadGzipFile, zlib.error, EOFError)
+
+
+def _gzip_reader() -> _GzipReader:
+    """ISA-L's gzip reader when it is installed (the ``fast`` extra), else the standard one.
 
     ISA-L decompresses MNIST's training images in about half of zlib's time.
     """
     try:
-        from isal import igzip
+        from isal import igzip, isal_zlib
     except ImportError:
-        return gzip.GzipFile(path, "rb")
-    open_isal: Callable[[str, str], io.BufferedIOBase] = igzip.GzipFile  # untyped in isal
-    return open_isal(path, "rb")
-
-
-def _gzip_errors() -> tuple[type[Exception], ...]:
-    """The exceptions a corrupt gzip stream raises, from either decompressor."""
-    try:
-        from isal import isal_zlib
-    except ImportError:
-        return (gzip.BadGzipFile, zlib.error, EOFError)
+        return _GzipReader(gzip.GzipFile, _ZLIB_ERRORS)
     isal_error = cast(type[Exception], isal_zlib.error)  # its stubs call it an instance
-    return (gzip.BadGzipFile, zlib.error, EOFError, isal_error)
+    return _GzipReader(igzip.GzipFile, (*_ZLIB_ERRORS, isal_error))
 
 
 # Suffix -> how to open the file for binary reading; anything else is read as raw IDX.
 # Both are closed by the caller's `with`.
 _OPENERS: dict[str, Callable[[str], io.BufferedIOBase]] = {
-    ".gz": _open_gzip,
+    ".gz": lambda path: _gzip_reader().open(path, "rb"),
     "": lambda path: open(path, "rb"),  # noqa: SIM115
 }
 
@@ -216,6 +216,6 @@ def read_idx(path: str | os.PathLike[str]) -> npt.NDArray[Any]:
             header = _parse_header(head, name)
             # One byte more than declared is enough to tell "trailing bytes" apart.
             payload = _read_exactly_or_less(stream, header.payload_bytes + 1)
-        except _gzip_errors() as exc:
+        except _gzip_reader().errors as exc:
             raise IdxFormatError(f"{name}: corrupt gzip stream: {exc}") from exc
     return _to_array(payload, header, name, exact=False)

@@ -34,7 +34,7 @@ def gunzip(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
 
 def test_gzip_files_are_read_with_isal_when_it_is_installed(tmp_path: Path, gunzip: str) -> None:
     path = write_idx(tmp_path / "x-idx.gz", np.arange(4, dtype=np.uint8))
-    with idx._open_gzip(str(path)) as stream:
+    with idx._OPENERS[".gz"](str(path)) as stream:
         assert type(stream) is (igzip.GzipFile if gunzip == "isal" else gzip.GzipFile)
 
 
